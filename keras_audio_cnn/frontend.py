@@ -1,0 +1,100 @@
+"""The paper's 3-channel multi-resolution log-mel "image", built from Keras layers.
+
+Palanisamy, Singhania and Yao (2020) compute three log-mel spectrograms of a clip
+with windows of 25, 50 and 100 ms and hops of 10, 25 and 50 ms (FFT length 100 ms,
+128 mel bands), resize each to 128 x 250 time frames and stack them like the
+colour channels of an image. Here the same computation is the first part of the
+model, made only of Keras built-in layers, so it runs on whatever device runs the
+model and a saved model rebuilds without this package.
+
+Differences from the reference librosa code, all inside the model:
+- mel filters follow the HTK mel scale of `keras.layers.MelSpectrogram`
+  (`librosa.mel_frequencies(htk=True)` gives its band centres); librosa's
+  default is the Slaney scale;
+- the log is `10 * log10(max(power, 1e-6))`, a fixed multiple of the paper's
+  `ln(power + 1e-6)` away from the floor; per-channel normalisation follows, so
+  the scale does not matter;
+- frames are centred with reflect padding (librosa 0.11 pads with zeros), which
+  only touches the first and last frame or two.
+"""
+
+import keras
+
+WINDOWS_MS = (25, 50, 100)
+HOPS_MS = (10, 25, 50)
+FFT_MS = 100
+NUM_MEL_BINS = 128
+# 250 frames for a 5 s clip: the paper's image width, kept per second of audio so
+# longer clips (30 s of GTZAN: 1500 frames) get proportionally wider images.
+FRAMES_PER_SECOND = 50
+MIN_POWER = 1e-6
+# `MelSpectrogram` clips to `max - top_db` over the whole batch, which would make
+# one clip's features depend on the rest of its batch. Power is bounded below by
+# MIN_POWER (-60 dB) and above by the clip's energy (< +80 dB for |x| <= 1 and a
+# 4410-point FFT), so this value never clips and each clip stands alone.
+TOP_DB = 1000.0
+
+
+def _samples(milliseconds, sample_rate):
+    # The reference rounds half to even: 25 ms at 44.1 kHz is 1102 samples.
+    return int(round(milliseconds * sample_rate / 1000))
+
+
+def image_shape(sample_rate, num_samples):
+    """The (mel bands, time frames, channels) shape of the spectrogram image."""
+    frames = max(1, int(round(num_samples / sample_rate * FRAMES_PER_SECOND)))
+    return (NUM_MEL_BINS, frames, len(WINDOWS_MS))
+
+
+def log_mel_image(waveform, sample_rate, num_samples):
+    """Applies the frontend layers to a `[batch, num_samples]` waveform tensor.
+
+    Args:
+        waveform: symbolic or eager float32 tensor `[batch, num_samples]` in [-1, 1].
+        sample_rate: the waveform's sample rate in Hz.
+        num_samples: the clip length in samples.
+
+    Returns:
+        A `[batch, 128, frames, 3]` tensor: one log-mel spectrogram per channel,
+        channel i computed with window `WINDOWS_MS[i]` and hop `HOPS_MS[i]`.
+    """
+    bands, frames, _ = image_shape(sample_rate, num_samples)
+    fft_length = _samples(FFT_MS, sample_rate)
+    channels = []
+    for window_ms, hop_ms in zip(WINDOWS_MS, HOPS_MS):
+        name = f"logmel_{window_ms}ms"
+        spectrogram = keras.layers.MelSpectrogram(
+            fft_length=fft_length,
+            sequence_stride=_samples(hop_ms, sample_rate),
+            sequence_length=_samples(window_ms, sample_rate),
+            window="hann",
+            sampling_rate=sample_rate,
+            num_mel_bins=bands,
+            min_freq=0.0,
+            max_freq=sample_rate / 2,
+            power_to_db=True,
+            top_db=TOP_DB,
+            mag_exp=2.0,
+            min_power=MIN_POWER,
+            ref_power=1.0,
+            name=name,
+        )(waveform)
+        spectrogram = keras.layers.Reshape(
+            (bands, -1, 1), name=f"{name}_image"
+        )(spectrogram)
+        spectrogram = keras.layers.Resizing(
+            bands,
+            frames,
+            interpolation="bilinear",
+            antialias=True,
+            name=f"{name}_resized",
+        )(spectrogram)
+        channels.append(spectrogram)
+    return keras.layers.Concatenate(axis=-1, name="logmel_image")(channels)
+
+
+def build_frontend(sample_rate, num_samples):
+    """A model from waveforms `[batch, num_samples]` to log-mel images."""
+    waveform = keras.Input(shape=(num_samples,), name="waveform")
+    image = log_mel_image(waveform, sample_rate, num_samples)
+    return keras.Model(waveform, image, name="frontend")

@@ -1,0 +1,159 @@
+"""Waveform-in classifiers: log-mel frontend, normalisation, an ImageNet backbone."""
+
+import os
+
+import keras
+import numpy as np
+
+from keras_audio_cnn import frontend
+
+TRAINABLE_CHOICES = ("all", "head")
+
+# Mean and standard deviation of ImageNet RGB pixels (0-255), the input statistics
+# ImageNet-trained weights were fitted to.
+_IMAGENET_PIXEL_MEAN = np.array([123.675, 116.28, 103.53])
+_IMAGENET_PIXEL_STD = np.array([58.395, 57.12, 57.375])
+
+
+class ModelConfigError(ValueError):
+    """A model option the user must change (unknown backbone, missing file...)."""
+
+
+def backbone_names():
+    """Names of every `keras.applications` model constructor."""
+    return sorted(n for n in dir(keras.applications) if n[:1].isupper())
+
+
+def _backbone_constructor(name):
+    if name not in backbone_names():
+        raise ModelConfigError(
+            f"unknown backbone {name!r}; choose one of: {', '.join(backbone_names())}"
+        )
+    return getattr(keras.applications, name)
+
+
+def backbone_input_statistics(name):
+    """Per-channel (mean, std) of the inputs the backbone's weights expect.
+
+    Each `keras.applications` family expects its own input scaling ("torch":
+    about N(0, 1); "caffe": mean-subtracted 0-255; "tf": [-1, 1]; EfficientNet and
+    ConvNeXt: raw 0-255 with preprocessing inside the model). Passing ImageNet
+    pixel statistics through the family's `preprocess_input` gives the statistics
+    to map standardised spectrograms onto, whatever the family.
+    """
+    constructor = _backbone_constructor(name)
+    module = __import__(constructor.__module__, fromlist=["preprocess_input"])
+    pixels = np.stack([_IMAGENET_PIXEL_MEAN, _IMAGENET_PIXEL_MEAN + _IMAGENET_PIXEL_STD])
+    processed = np.asarray(
+        module.preprocess_input(pixels[None].astype("float32").copy())
+    )[0]
+    # caffe mode swaps RGB to BGR; the spectrogram channels have no colour, so
+    # only each output channel's location and scale matter.
+    return processed[0], processed[1] - processed[0]
+
+
+def normalization_weights(name, mean, variance):
+    """Folds standardisation and the backbone's input statistics into one layer.
+
+    `(x - mean) / sqrt(variance)` followed by `* std_b + mean_b` equals a single
+    `keras.layers.Normalization` with the returned mean and variance.
+    """
+    mean_b, std_b = backbone_input_statistics(name)
+    std = np.sqrt(np.asarray(variance, "float64"))
+    return (
+        np.asarray(mean, "float64") - mean_b * std / std_b,
+        (std / std_b) ** 2,
+    )
+
+
+def _resolve_weights(weights):
+    if weights in (None, "none"):
+        return None
+    if weights == "imagenet":
+        return "imagenet"
+    if not os.path.isfile(weights):
+        raise ModelConfigError(
+            f"weights file {weights!r} does not exist; pass --weights=imagenet, "
+            "--weights=none or the path of a Keras weights file (.weights.h5 or .h5)"
+        )
+    return weights
+
+
+def build_backbone(name, input_shape, weights="imagenet"):
+    """A `keras.applications` model without its top, by name."""
+    constructor = _backbone_constructor(name)
+    return constructor(
+        include_top=False, weights=_resolve_weights(weights), input_shape=input_shape
+    )
+
+
+def build_model(
+    backbone,
+    num_classes,
+    sample_rate,
+    num_samples,
+    *,
+    weights="imagenet",
+    trainable="all",
+    dropout=0.0,
+    mean=None,
+    variance=None,
+):
+    """Builds the classifier from raw waveforms to class logits.
+
+    Args:
+        backbone: a `keras.applications` constructor name, e.g. "DenseNet201".
+        num_classes: size of the output layer.
+        sample_rate: sample rate of the input waveforms, in Hz.
+        num_samples: samples per clip; the input is float32 `[batch, num_samples]`
+            in [-1, 1].
+        weights: "imagenet", "none" (random initialisation) or the path of a
+            weights file for the backbone (e.g. Keras's `*_notop.h5` download,
+            or `backbone.save_weights(...)` output).
+        trainable: "all" fine-tunes everything; "head" freezes the backbone.
+        dropout: dropout rate before the output layer.
+        mean, variance: per-channel statistics of the training data's
+            spectrogram images (`training.image_statistics`); zeros and ones
+            when omitted (set them before training).
+
+    Returns:
+        An uncompiled `keras.Model` with layers named "waveform", "logmel_*",
+        "normalization", the backbone, "pool", "dropout" and "predictions".
+    """
+    if trainable not in TRAINABLE_CHOICES:
+        raise ModelConfigError(
+            f"unknown --trainable={trainable!r}; choose one of: {', '.join(TRAINABLE_CHOICES)}"
+        )
+    shape = frontend.image_shape(sample_rate, num_samples)
+    if mean is None:
+        mean, variance = np.zeros(shape[-1]), np.ones(shape[-1])
+    norm_mean, norm_variance = normalization_weights(backbone, mean, variance)
+
+    # Layers.
+    base = build_backbone(backbone, shape, weights)
+    base.trainable = trainable == "all"
+    normalization = keras.layers.Normalization(
+        axis=-1,
+        mean=norm_mean.astype("float32"),
+        variance=norm_variance.astype("float32"),
+        name="normalization",
+    )
+    pool = keras.layers.GlobalAveragePooling2D(name="pool")
+    drop = keras.layers.Dropout(dropout, name="dropout")
+    predictions = keras.layers.Dense(num_classes, name="predictions")
+
+    # Functional graph.
+    waveform = keras.Input(shape=(num_samples,), name="waveform")
+    image = frontend.log_mel_image(waveform, sample_rate, num_samples)
+    features = base(normalization(image))
+    logits = predictions(drop(pool(features)))
+    return keras.Model(waveform, logits, name=f"{backbone}_audio")
+
+
+def get_backbone(model):
+    """The nested `keras.applications` model inside a model from `build_model`."""
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            return layer
+    raise ValueError(f"model {model.name!r} has no nested backbone model")
+

@@ -1,0 +1,33 @@
+"""keras_audio_cnn: ImageNet CNNs on multi-resolution log-mel spectrograms."""
+
+import setuptools
+
+setuptools.setup(
+    name="keras_audio_cnn",
+    version="0.1.0",
+    description=(
+        "Audio classification with keras.applications CNNs on 3-channel "
+        "log-mel spectrograms, fed by TFDS builders"
+    ),
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=setuptools.find_packages(
+        include=["keras_audio_cnn", "keras_audio_cnn.*", "tfds_builders", "tfds_builders.*"]
+    ),
+    # The TFDS convention keeps each dataset's metadata in files beside its builder.
+    package_data={"tfds_builders": ["*/*.tsv", "*/*.txt", "*/*.md", "*/*.bib"]},
+    install_requires=[
+        "tensorflow>=2.20",
+        "keras>=3.6",
+        "tensorflow-datasets>=4.9.7",
+        "numpy",
+        "librosa>=0.10",
+        "soundfile>=0.12",
+        "absl-py",
+    ],
+    extras_require={
+        "test": ["pytest"],
+        "gpu": ["tensorflow[and-cuda]>=2.20"],
+    },
+)

@@ -1,0 +1,86 @@
+"""Model building: backbones by name, weights routes, frozen backbones."""
+
+import keras
+import numpy as np
+import pytest
+
+from keras_audio_cnn import model as model_lib
+
+ESC50_RATE, ESC50_SAMPLES = 44100, 220500
+
+
+@pytest.mark.parametrize("backbone", ["DenseNet201", "ResNet50", "InceptionV3"])
+def test_paper_backbones_give_50_logits_at_the_esc50_input(backbone):
+    model = model_lib.build_model(backbone, 50, ESC50_RATE, ESC50_SAMPLES, weights="none")
+    waveforms = np.random.default_rng(0).uniform(-0.5, 0.5, (2, ESC50_SAMPLES)).astype("float32")
+    logits = model.predict(waveforms, verbose=0)
+    assert logits.shape == (2, 50)
+    assert np.isfinite(logits).all()
+    assert model.input_shape == (None, ESC50_SAMPLES)
+
+
+def test_unknown_backbone_is_one_line_listing_valid_names():
+    with pytest.raises(model_lib.ModelConfigError) as error:
+        model_lib.build_model("DenseNet999", 50, ESC50_RATE, ESC50_SAMPLES, weights="none")
+    message = str(error.value)
+    assert "\n" not in message
+    assert "DenseNet999" in message and "DenseNet201" in message and "ResNet50" in message
+
+
+def test_weights_file_loads_into_the_backbone(tmp_path):
+    source = model_lib.build_backbone("MobileNetV3Small", (128, 50, 3), weights="none")
+    path = str(tmp_path / "backbone.weights.h5")
+    source.save_weights(path)
+    model = model_lib.build_model("MobileNetV3Small", 10, 8000, 8000, weights=path)
+    loaded = model_lib.get_backbone(model).get_weights()
+    fresh = model_lib.get_backbone(
+        model_lib.build_model("MobileNetV3Small", 10, 8000, 8000, weights="none")
+    ).get_weights()
+    assert len(loaded) == len(source.get_weights())
+    for a, b in zip(loaded, source.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert any(not np.array_equal(a, b) for a, b in zip(fresh, loaded))
+
+
+def test_missing_weights_file_is_a_clear_error(tmp_path):
+    with pytest.raises(model_lib.ModelConfigError, match="does not exist"):
+        model_lib.build_model(
+            "MobileNetV3Small", 10, 8000, 8000, weights=str(tmp_path / "nope.h5")
+        )
+
+
+def test_head_mode_trains_only_the_classifier():
+    model = model_lib.build_model(
+        "MobileNetV3Small", 10, 8000, 8000, weights="none", trainable="head"
+    )
+    assert [v.path for v in model.trainable_variables] == [
+        "predictions/kernel",
+        "predictions/bias",
+    ]
+    full = model_lib.build_model("MobileNetV3Small", 10, 8000, 8000, weights="none")
+    assert len(full.trainable_variables) > 50
+
+
+@pytest.mark.parametrize("backbone", ["DenseNet201", "ResNet50", "InceptionV3", "EfficientNetB0"])
+def test_normalization_maps_training_statistics_to_the_backbone_input_statistics(backbone):
+    mean, variance = np.array([-20.0, -10.0, 5.0]), np.array([100.0, 49.0, 4.0])
+    norm_mean, norm_variance = model_lib.normalization_weights(backbone, mean, variance)
+    target_mean, target_std = model_lib.backbone_input_statistics(backbone)
+    layer = keras.layers.Normalization(mean=norm_mean, variance=norm_variance)
+    rng = np.random.default_rng(0)
+    images = (mean + np.sqrt(variance) * rng.standard_normal((4096, 3))).astype("float32")
+    out = np.asarray(layer(images))
+    np.testing.assert_allclose(out.mean(axis=0), target_mean, atol=0.05 * float(target_std.min()))
+    np.testing.assert_allclose(out.std(axis=0), target_std, rtol=0.05)
+
+
+def test_backbone_input_statistics_follow_each_family():
+    # DenseNet ("torch" preprocessing) expects ImageNet-standardised pixels.
+    mean, std = model_lib.backbone_input_statistics("DenseNet201")
+    np.testing.assert_allclose(mean, 0.0, atol=1e-5)
+    np.testing.assert_allclose(std, 1.0, atol=1e-5)
+    # InceptionV3 ("tf") expects [-1, 1]; EfficientNet rescales raw 0-255 pixels itself.
+    _, std = model_lib.backbone_input_statistics("InceptionV3")
+    np.testing.assert_allclose(std, 58.0 / 127.5, rtol=0.03)
+    mean, _ = model_lib.backbone_input_statistics("EfficientNetB0")
+    np.testing.assert_allclose(mean, [123.675, 116.28, 103.53], rtol=1e-5)
