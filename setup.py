@@ -25,9 +25,13 @@ setuptools.setup(
         "librosa>=0.10",
         "soundfile>=0.12",
         "absl-py",
+        "tensorboard",  # TensorFlow 2.21 no longer installs it; training logs to it
+        # tensorflow-datasets 4.9.10 imports it without declaring it
+        # (tensorflow/datasets#11212).
+        "importlib_resources",
     ],
     extras_require={
-        "test": ["pytest"],
+        "test": ["pytest", "dill"],  # dill: tfds.testing imports it
         "gpu": ["tensorflow[and-cuda]>=2.20"],
     },
 )
