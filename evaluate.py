@@ -1,0 +1,39 @@
+"""Evaluates every fold model of a run on its own held-out fold.
+
+    python evaluate.py --model_dir=runs/esc50_DenseNet201
+
+Data flags default to what train.py recorded in the run's run.json.
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # hide TensorFlow's info lines
+
+from absl import app, flags
+
+flags.DEFINE_string("model_dir", None, "A directory written by train.py.", required=True)
+flags.DEFINE_string("data_dir", None, "TFDS data directory (default: the run's).")
+flags.DEFINE_string("manual_dir", None, "Directory holding the dataset's archive (default: the run's).")
+flags.DEFINE_integer("batch_size", None, "Evaluation batch size (default: the run's).")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    if len(argv) > 1:
+        sys.exit(f"evaluate.py: error: unexpected arguments {argv[1:]}; flags look like --name=value")
+    from keras_audio_cnn import evaluation
+    from keras_audio_cnn.cli import run_or_exit
+
+    run_or_exit(
+        "evaluate.py",
+        evaluation.evaluate_run,
+        FLAGS.model_dir,
+        data_dir=FLAGS.data_dir,
+        manual_dir=FLAGS.manual_dir,
+        batch_size=FLAGS.batch_size,
+    )
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,366 @@
+"""Cross-validated training with the paper's recipe, fold by fold."""
+
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import shutil
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_audio_cnn import data, frontend, model as model_lib
+from keras_audio_cnn.audio_io import AudioDataError
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything one `train.py` run depends on; defaults are the paper's recipe.
+
+    Palanisamy et al. (2020) and their reference code: Adam, learning rate 1e-4,
+    weight decay 1e-3 (PyTorch's coupled L2), batch 32, 70 epochs, learning rate
+    times 0.1 every 30 epochs.
+    """
+
+    dataset: str = "esc50"
+    backbone: str = "DenseNet201"
+    weights: str = "imagenet"
+    trainable: str = "all"
+    folds: tuple = ()  # empty: every fold of the dataset
+    epochs: int = 70
+    batch_size: int = 32
+    learning_rate: float = 1e-4
+    weight_decay: float = 1e-3
+    lr_decay_epochs: int = 30
+    lr_decay_factor: float = 0.1
+    dropout: float = 0.0
+    precise_bn: bool = True
+    seed: int = 0
+    data_dir: str | None = None
+    manual_dir: str | None = None
+    model_dir: str | None = None
+    verbose: int = 1
+
+    def resolved_model_dir(self):
+        return self.model_dir or os.path.join("runs", f"{self.dataset}_{self.backbone}")
+
+
+class RunError(ValueError):
+    """A run option that does not fit the data (e.g. a fold it does not have)."""
+
+
+def image_statistics(sample_rate, num_samples, dataset):
+    """Per-channel mean and variance of the log-mel images of a dataset."""
+    image_model = frontend.build_frontend(sample_rate, num_samples)
+
+    @tf.function
+    def moments(waveform):
+        image = tf.cast(image_model(waveform, training=False), tf.float64)
+        return (
+            tf.cast(tf.reduce_prod(tf.shape(image)[:-1]), tf.float64),
+            tf.reduce_sum(image, axis=[0, 1, 2]),
+            tf.reduce_sum(tf.square(image), axis=[0, 1, 2]),
+        )
+
+    count, total, total_sq = 0.0, 0.0, 0.0
+    for waveform, _ in dataset:
+        n, s, sq = moments(waveform)
+        count, total, total_sq = count + n.numpy(), total + s.numpy(), total_sq + sq.numpy()
+    mean = total / count
+    return mean, np.maximum(total_sq / count - mean**2, 1e-12)
+
+
+def _batch_norm_layers(layer):
+    if isinstance(layer, keras.layers.BatchNormalization):
+        return [layer]
+    found = []
+    for sublayer in getattr(layer, "layers", []):
+        found.extend(_batch_norm_layers(sublayer))
+    return found
+
+
+def precise_batch_norm(model, dataset):
+    """Re-estimates BatchNorm statistics as the average over a pass of `dataset`.
+
+    Weights stay fixed; each batch runs in training mode, and every trainable
+    BatchNormalization layer's moving mean and variance become the
+    batch-size-weighted average of that pass's batch statistics ("precise BN").
+    Moving averages with momentum 0.99-0.999 lag far behind fast-changing
+    weights, which can leave a freshly trained model at chance accuracy.
+
+    Returns the number of layers updated.
+    """
+    layers = [layer for layer in _batch_norm_layers(model) if layer.trainable]
+    if not layers:
+        return 0
+    momenta = [layer.momentum for layer in layers]
+    forward = tf.function(lambda x: model(x, training=True))
+    sums = [[np.zeros(layer.moving_mean.shape), np.zeros(layer.moving_variance.shape)] for layer in layers]
+    seen = 0
+    try:
+        for layer in layers:
+            layer.momentum = 0.0  # the moving statistics become the batch's own
+        for waveform, _ in dataset:
+            forward(waveform)
+            size = int(waveform.shape[0])
+            seen += size
+            for (mean_sum, var_sum), layer in zip(sums, layers):
+                mean_sum += size * keras.ops.convert_to_numpy(layer.moving_mean)
+                var_sum += size * keras.ops.convert_to_numpy(layer.moving_variance)
+    finally:
+        for layer, momentum in zip(layers, momenta):
+            layer.momentum = momentum
+    if not seen:
+        raise RunError("precise BN got an empty dataset")
+    for (mean_sum, var_sum), layer in zip(sums, layers):
+        layer.moving_mean.assign(mean_sum / seen)
+        layer.moving_variance.assign(var_sum / seen)
+    return len(layers)
+
+
+def add_weight_decay(model, weight_decay):
+    """PyTorch-style coupled weight decay, as the reference `Adam(weight_decay=)`.
+
+    Adds `weight_decay / 2 * ||w||^2` to the loss for every trainable variable, so
+    the gradient gains `weight_decay * w` before Adam's scaling. (Keras's own
+    `weight_decay` argument is decoupled, AdamW-style, a different recipe.) The
+    regularisers live on the variables only, not in the saved layer configs.
+    """
+    if weight_decay <= 0:
+        return
+    for variable in model.trainable_variables:
+        variable.regularizer = keras.regularizers.L2(weight_decay / 2)
+
+
+def evaluate(model, dataset, num_classes):
+    """Accuracy, loss, confusion matrix and per-class accuracy on a dataset."""
+    labels = np.concatenate([label.numpy() for _, label in dataset])
+    logits = model.predict(dataset.map(lambda waveform, label: waveform), verbose=0)
+    logits = logits.astype("float64")
+    log_probs = logits - logits.max(axis=1, keepdims=True)
+    log_probs -= np.log(np.exp(log_probs).sum(axis=1, keepdims=True))
+    predicted = logits.argmax(axis=1)
+    confusion = np.zeros((num_classes, num_classes), dtype=int)
+    np.add.at(confusion, (labels, predicted), 1)
+    support = confusion.sum(axis=1)
+    per_class = np.where(support > 0, confusion.diagonal() / np.maximum(support, 1), np.nan)
+    return {
+        "accuracy": float((predicted == labels).mean()),
+        "loss": float(-log_probs[np.arange(len(labels)), labels].mean()),
+        "num_examples": int(len(labels)),
+        "confusion_matrix": confusion.tolist(),
+        "per_class_accuracy": [None if np.isnan(a) else float(a) for a in per_class],
+    }
+
+
+def export_serving(model, path, num_samples):
+    """Writes a SavedModel serving waveforms `[None, num_samples]` -> probabilities."""
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(
+        name="serve",
+        fn=lambda waveform: keras.ops.softmax(model(waveform, training=False)),
+        input_signature=[tf.TensorSpec([None, num_samples], tf.float32, name="waveform")],
+    )
+    archive.write_out(path, verbose=False)
+
+
+def _replace(temporary, final):
+    """Moves a finished output into place, so readers never see half of one."""
+    if os.path.isdir(final):
+        shutil.rmtree(final)
+    os.replace(temporary, final)
+
+
+def write_json(path, value):
+    temporary = path + ".tmp"
+    with open(temporary, "w") as f:
+        json.dump(value, f, indent=2)
+        f.write("\n")
+    os.replace(temporary, path)
+
+
+def _learning_rate_schedule(config):
+    def schedule(epoch, learning_rate):
+        del learning_rate
+        return config.learning_rate * config.lr_decay_factor ** (epoch // config.lr_decay_epochs)
+
+    return schedule
+
+
+def train_fold(config, builder, fold, fold_dir, strategy):
+    """Trains on every fold but `fold`, evaluates on `fold`, saves the model."""
+    sample_rate, num_samples = data.audio_spec(builder)
+    names = data.class_names(builder)
+    train_split = data.training_split(builder, fold)
+    keras.utils.set_random_seed(config.seed + fold)
+
+    train_ds = data.load(builder, train_split, config.batch_size, shuffle=True, seed=config.seed + fold)
+    ordered_train_ds = data.load(builder, train_split, config.batch_size)
+    test_ds = data.load(builder, f"fold{fold}", config.batch_size)
+
+    mean, variance = image_statistics(sample_rate, num_samples, ordered_train_ds)
+    with strategy.scope():
+        model = model_lib.build_model(
+            config.backbone,
+            len(names),
+            sample_rate,
+            num_samples,
+            weights=config.weights,
+            trainable=config.trainable,
+            dropout=config.dropout,
+            mean=mean,
+            variance=variance,
+        )
+        add_weight_decay(model, config.weight_decay)
+        model.compile(
+            optimizer=keras.optimizers.Adam(config.learning_rate),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=["accuracy"],
+        )
+
+    backup_dir = os.path.join(fold_dir, "backup")
+    history_path = os.path.join(fold_dir, "history.csv")
+    if not os.path.isdir(backup_dir) and os.path.exists(history_path):
+        os.remove(history_path)  # a previous attempt that saved no epoch
+    model.fit(
+        train_ds,
+        epochs=config.epochs,
+        verbose=config.verbose,
+        callbacks=[
+            keras.callbacks.BackupAndRestore(backup_dir),
+            keras.callbacks.CSVLogger(history_path, append=True),
+            keras.callbacks.TensorBoard(os.path.join(fold_dir, "logs")),
+            keras.callbacks.LearningRateScheduler(_learning_rate_schedule(config)),
+            keras.callbacks.TerminateOnNaN(raise_error=True),
+        ],
+    )
+
+    bn_layers = 0
+    if config.precise_bn and config.trainable == "all":
+        bn_layers = precise_batch_norm(model, ordered_train_ds)
+
+    metrics = evaluate(model, test_ds, len(names))
+    metrics.update(fold=fold, train_split=train_split, test_split=f"fold{fold}",
+                   precise_bn_layers=bn_layers)
+
+    temporary = os.path.join(fold_dir, "model.tmp.keras")
+    model.save(temporary)
+    _replace(temporary, os.path.join(fold_dir, "model.keras"))
+    temporary = os.path.join(fold_dir, "saved_model.tmp")
+    export_serving(model, temporary, num_samples)
+    _replace(temporary, os.path.join(fold_dir, "saved_model"))
+    write_json(os.path.join(fold_dir, "metrics.json"), metrics)  # marks the fold done
+    return metrics
+
+
+def library_versions():
+    import librosa
+    import tensorflow_datasets as tfds
+
+    return {
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "tensorflow_datasets": tfds.__version__,
+        "numpy": np.__version__,
+        "librosa": librosa.__version__,
+    }
+
+
+def summarize(fold_metrics):
+    """Mean and (population) standard deviation of per-fold accuracies."""
+    accuracies = np.array([m["accuracy"] for m in fold_metrics.values()])
+    return {
+        "fold_accuracy": {str(k): m["accuracy"] for k, m in sorted(fold_metrics.items())},
+        "mean_accuracy": float(accuracies.mean()),
+        "std_accuracy": float(accuracies.std()),
+    }
+
+
+def format_accuracy_table(summary, title):
+    lines = [f"# {title}", "", "| fold | accuracy |", "|---|---|"]
+    lines += [f"| {k} | {100 * a:.2f}% |" for k, a in summary["fold_accuracy"].items()]
+    lines.append(
+        f"| mean +/- std | {100 * summary['mean_accuracy']:.2f}% +/- "
+        f"{100 * summary['std_accuracy']:.2f}% |"
+    )
+    return "\n".join(lines) + "\n"
+
+
+def check_folds(requested, available, dataset):
+    """The folds to run: all by default, else the requested ones, validated."""
+    if not requested:
+        return list(available)
+    bad = [k for k in requested if k not in available]
+    if bad:
+        raise RunError(
+            f"fold {bad[0]} is out of range: {dataset} has folds "
+            f"{available[0]}..{available[-1]}"
+        )
+    return sorted(set(requested))
+
+
+def run(config):
+    """Trains one model per requested fold and writes the run's summary."""
+    start = time.time()
+    model_lib.backbone_input_statistics(config.backbone)  # validates the name
+    if config.trainable not in model_lib.TRAINABLE_CHOICES:
+        raise model_lib.ModelConfigError(
+            f"unknown --trainable={config.trainable!r}; choose one of: "
+            f"{', '.join(model_lib.TRAINABLE_CHOICES)}"
+        )
+    model_lib._resolve_weights(config.weights)  # a missing weights file fails early
+    if config.dataset not in data.DATASETS:
+        raise AudioDataError(
+            f"unknown dataset {config.dataset!r}; choose one of: {', '.join(data.DATASETS)}"
+        )
+    builder = data.prepare(config.dataset, config.data_dir, config.manual_dir)
+    folds = check_folds(list(config.folds), data.fold_numbers(builder), config.dataset)
+
+    model_dir = config.resolved_model_dir()
+    os.makedirs(model_dir, exist_ok=True)
+    record = dataclasses.asdict(config)
+    record.update(model_dir=model_dir, folds=folds, data_dir=str(builder.data_dir_root))
+    write_json(os.path.join(model_dir, "run.json"), record)
+
+    strategy = tf.distribute.MirroredStrategy()
+    fold_metrics = {}
+    for fold in folds:
+        fold_dir = os.path.join(model_dir, f"fold{fold}")
+        metrics_path = os.path.join(fold_dir, "metrics.json")
+        if os.path.exists(metrics_path):
+            print(f"fold {fold}: already trained, reading {metrics_path}")
+            with open(metrics_path) as f:
+                fold_metrics[fold] = json.load(f)
+            continue
+        os.makedirs(fold_dir, exist_ok=True)
+        print(f"fold {fold}: training on {data.training_split(builder, fold)}, "
+              f"testing on fold{fold} ({strategy.num_replicas_in_sync} replica(s))")
+        fold_metrics[fold] = train_fold(config, builder, fold, fold_dir, strategy)
+        print(f"fold {fold}: accuracy {100 * fold_metrics[fold]['accuracy']:.2f}%")
+
+    summary = summarize(fold_metrics)
+    summary.update(
+        dataset=config.dataset,
+        backbone=config.backbone,
+        class_names=data.class_names(builder),
+        flags=record,
+        versions=library_versions(),
+        elapsed_seconds=round(time.time() - start, 1),
+        finished=datetime.datetime.now().isoformat(timespec="seconds"),
+    )
+    write_json(os.path.join(model_dir, "summary.json"), summary)
+    table = format_accuracy_table(summary, f"{config.dataset}, {config.backbone}")
+    with open(os.path.join(model_dir, "summary.md"), "w") as f:
+        f.write(table)
+        f.write("\n## Flags\n\n")
+        f.writelines(f"- `{k}`: `{v}`\n" for k, v in record.items())
+        f.write("\n## Versions\n\n")
+        f.writelines(f"- {k} {v}\n" for k, v in summary["versions"].items())
+        f.write(f"\nElapsed: {summary['elapsed_seconds']} s\n")
+    print(table)
+    return summary

@@ -1,0 +1,104 @@
+"""The training recipe's parts: precise BN, coupled weight decay, step decay."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_audio_cnn import model as model_lib
+from keras_audio_cnn import training
+
+RATE, SAMPLES, CLASSES = 8000, 8000, 10
+
+
+def tone_clips(per_class, seed):
+    """Noisy tones half an octave apart, one pitch per class, random phase."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(CLASSES), per_class)
+    t = np.arange(SAMPLES) / RATE
+    frequency = 200.0 * 2.0 ** (labels * 0.5)
+    phase = rng.uniform(0, 2 * np.pi, (len(labels), 1))
+    clips = 0.3 * np.sin(2 * np.pi * frequency[:, None] * t + phase)
+    clips += 0.05 * rng.standard_normal(clips.shape)
+    return clips.astype("float32"), labels
+
+
+def batches(clips, labels, shuffle=False):
+    ds = tf.data.Dataset.from_tensor_slices((clips, labels))
+    if shuffle:
+        ds = ds.shuffle(len(labels), seed=0)
+    return ds.batch(16)
+
+
+def test_precise_bn_lifts_a_short_from_scratch_run_far_above_chance():
+    keras.utils.set_random_seed(0)
+    train, test = tone_clips(16, seed=0), tone_clips(4, seed=1)
+    mean, variance = training.image_statistics(RATE, SAMPLES, batches(*train))
+    model = model_lib.build_model(
+        "MobileNetV3Small", CLASSES, RATE, SAMPLES, weights="none", mean=mean, variance=variance
+    )
+    training.add_weight_decay(model, 1e-3)
+    model.compile(
+        keras.optimizers.Adam(1e-3),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    model.fit(batches(*train, shuffle=True), epochs=3, verbose=0)
+
+    # MobileNetV3's BatchNorm momentum is 0.999: after 30 steps its moving
+    # statistics are still mostly their initial values.
+    before = training.evaluate(model, batches(*test), CLASSES)["accuracy"]
+    updated = training.precise_batch_norm(model, batches(*train))
+    after = training.evaluate(model, batches(*test), CLASSES)["accuracy"]
+    assert updated == len(training._batch_norm_layers(model)) > 10
+    assert before <= 0.3, before  # chance is 0.1
+    assert after >= 0.7, after
+
+
+def test_precise_bn_sets_moving_statistics_to_the_average_batch_statistics():
+    inputs = keras.Input((3,))
+    layer = keras.layers.BatchNormalization(momentum=0.99)
+    model = keras.Model(inputs, layer(inputs))
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((64, 3)) * [1.0, 2.0, 3.0] + [5.0, -1.0, 0.0]).astype("float32")
+    ds = tf.data.Dataset.from_tensor_slices((x, np.zeros(64))).batch(16)
+    assert training.precise_batch_norm(model, ds) == 1
+    chunks = x.reshape(4, 16, 3)
+    np.testing.assert_allclose(layer.moving_mean.numpy(), chunks.mean(axis=1).mean(axis=0), rtol=1e-5)
+    np.testing.assert_allclose(layer.moving_variance.numpy(), chunks.var(axis=1).mean(axis=0), rtol=1e-4)
+    assert layer.momentum == 0.99
+
+
+def test_weight_decay_is_coupled_l2_on_every_trainable_variable():
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(3)(inputs))
+    model.layers[-1].bias.assign(np.ones(3))
+    training.add_weight_decay(model, 1e-3)
+    expected = 1e-3 / 2 * sum(float(np.sum(np.square(v.numpy()))) for v in model.trainable_variables)
+    assert float(sum(model.losses)) == pytest.approx(expected, rel=1e-5)
+    # Its gradient is weight_decay * w, as PyTorch's Adam(weight_decay=) adds.
+    with tf.GradientTape() as tape:
+        penalty = tf.add_n(model.losses)
+    gradients = tape.gradient(penalty, [v.value for v in model.trainable_variables])
+    for g, v in zip(gradients, model.trainable_variables):
+        np.testing.assert_allclose(g.numpy(), 1e-3 * v.numpy(), rtol=1e-5)
+
+
+def test_learning_rate_steps_down_tenfold_every_30_epochs():
+    schedule = training._learning_rate_schedule(training.TrainConfig())
+    assert [schedule(e, None) for e in (0, 29, 30, 59, 60, 69)] == pytest.approx(
+        [1e-4, 1e-4, 1e-5, 1e-5, 1e-6, 1e-6]
+    )
+
+
+def test_paper_recipe_defaults():
+    config = training.TrainConfig()
+    assert (config.learning_rate, config.weight_decay, config.batch_size, config.epochs) == (
+        1e-4, 1e-3, 32, 70)
+    assert config.resolved_model_dir() == "runs/esc50_DenseNet201"
+
+
+def test_fold_out_of_range_is_refused():
+    with pytest.raises(training.RunError, match="fold 6 is out of range: esc50 has folds 1..5"):
+        training.check_folds([1, 6], [1, 2, 3, 4, 5], "esc50")
+    assert training.check_folds([], [1, 2, 3], "x") == [1, 2, 3]

@@ -1,0 +1,70 @@
+"""Trains one model per official fold and reports held-out accuracy.
+
+    python train.py --dataset=esc50 --backbone=DenseNet201
+
+Defaults are the recipe of Palanisamy, Singhania and Yao (2020); see README.md.
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # hide TensorFlow's info lines
+
+from absl import app, flags
+
+flags.DEFINE_string("dataset", "esc50", "Dataset name (a builder in tfds_builders).")
+flags.DEFINE_string("backbone", "DenseNet201", "A keras.applications model name.")
+flags.DEFINE_string("weights", "imagenet", "imagenet, none, or a Keras weights file for the backbone.")
+flags.DEFINE_enum("trainable", "all", ["all", "head"], "all: fine-tune everything; head: freeze the backbone.")
+flags.DEFINE_list("folds", [], "Folds to hold out, e.g. 1,3 (default: every fold).")
+flags.DEFINE_integer("epochs", 70, "Training epochs per fold.")
+flags.DEFINE_integer("batch_size", 32, "Global batch size (split across replicas).")
+flags.DEFINE_float("learning_rate", 1e-4, "Adam's initial learning rate.")
+flags.DEFINE_float("weight_decay", 1e-3, "Coupled L2 weight decay (PyTorch Adam's weight_decay).")
+flags.DEFINE_integer("lr_decay_epochs", 30, "Multiply the learning rate by --lr_decay_factor every this many epochs.")
+flags.DEFINE_float("lr_decay_factor", 0.1, "Step decay factor of the learning rate.")
+flags.DEFINE_float("dropout", 0.0, "Dropout before the output layer.")
+flags.DEFINE_boolean("precise_bn", True, "Re-estimate BatchNorm statistics over the training folds before evaluating.")
+flags.DEFINE_integer("seed", 0, "Random seed (fold k uses seed + k).")
+flags.DEFINE_string("data_dir", None, "TFDS data directory (default: TFDS's, ~/tensorflow_datasets).")
+flags.DEFINE_string("manual_dir", None, "Directory holding the dataset's archive for offline preparation.")
+flags.DEFINE_string("model_dir", None, "Output directory (default: runs/<dataset>_<backbone>).")
+flags.DEFINE_integer("verbose", 1, "Keras fit verbosity: 0 silent, 1 progress bar, 2 one line per epoch.")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    if len(argv) > 1:
+        sys.exit(f"train.py: error: unexpected arguments {argv[1:]}; flags look like --name=value")
+    from keras_audio_cnn import training
+    from keras_audio_cnn.cli import run_or_exit
+
+    try:
+        folds = tuple(int(k) for k in FLAGS.folds)
+    except ValueError:
+        sys.exit(f"train.py: error: --folds={','.join(FLAGS.folds)} must be fold numbers, e.g. --folds=1,3")
+    config = training.TrainConfig(
+        dataset=FLAGS.dataset,
+        backbone=FLAGS.backbone,
+        weights=FLAGS.weights,
+        trainable=FLAGS.trainable,
+        folds=folds,
+        epochs=FLAGS.epochs,
+        batch_size=FLAGS.batch_size,
+        learning_rate=FLAGS.learning_rate,
+        weight_decay=FLAGS.weight_decay,
+        lr_decay_epochs=FLAGS.lr_decay_epochs,
+        lr_decay_factor=FLAGS.lr_decay_factor,
+        dropout=FLAGS.dropout,
+        precise_bn=FLAGS.precise_bn,
+        seed=FLAGS.seed,
+        data_dir=FLAGS.data_dir,
+        manual_dir=FLAGS.manual_dir,
+        model_dir=FLAGS.model_dir,
+        verbose=FLAGS.verbose,
+    )
+    run_or_exit("train.py", training.run, config)
+
+
+if __name__ == "__main__":
+    app.run(main)
