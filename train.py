@@ -5,6 +5,7 @@
 Defaults are the recipe of Palanisamy, Singhania and Yao (2020); see README.md.
 """
 
+import dataclasses
 import os
 import sys
 
@@ -43,26 +44,13 @@ def main(argv):
         folds = tuple(int(k) for k in FLAGS.folds)
     except ValueError:
         sys.exit(f"train.py: error: --folds={','.join(FLAGS.folds)} must be fold numbers, e.g. --folds=1,3")
-    config = training.TrainConfig(
-        dataset=FLAGS.dataset,
-        backbone=FLAGS.backbone,
-        weights=FLAGS.weights,
-        trainable=FLAGS.trainable,
-        folds=folds,
-        epochs=FLAGS.epochs,
-        batch_size=FLAGS.batch_size,
-        learning_rate=FLAGS.learning_rate,
-        weight_decay=FLAGS.weight_decay,
-        lr_decay_epochs=FLAGS.lr_decay_epochs,
-        lr_decay_factor=FLAGS.lr_decay_factor,
-        dropout=FLAGS.dropout,
-        precise_bn=FLAGS.precise_bn,
-        seed=FLAGS.seed,
-        data_dir=FLAGS.data_dir,
-        manual_dir=FLAGS.manual_dir,
-        model_dir=FLAGS.model_dir,
-        verbose=FLAGS.verbose,
-    )
+    # Every TrainConfig field is a flag of the same name.
+    values = {
+        field.name: FLAGS[field.name].value
+        for field in dataclasses.fields(training.TrainConfig)
+        if field.name != "folds"
+    }
+    config = training.TrainConfig(folds=folds, **values)
     run_or_exit("train.py", training.run, config)
 
 

@@ -79,6 +79,16 @@ def _resolve_weights(weights):
     return weights
 
 
+def check_options(backbone, weights, trainable):
+    """Raises `ModelConfigError` for options `build_model` would refuse."""
+    _backbone_constructor(backbone)
+    _resolve_weights(weights)
+    if trainable not in TRAINABLE_CHOICES:
+        raise ModelConfigError(
+            f"unknown --trainable={trainable!r}; choose one of: {', '.join(TRAINABLE_CHOICES)}"
+        )
+
+
 def build_backbone(name, input_shape, weights="imagenet"):
     """A `keras.applications` model without its top, by name."""
     constructor = _backbone_constructor(name)
@@ -120,10 +130,7 @@ def build_model(
         An uncompiled `keras.Model` with layers named "waveform", "logmel_*",
         "normalization", the backbone, "pool", "dropout" and "predictions".
     """
-    if trainable not in TRAINABLE_CHOICES:
-        raise ModelConfigError(
-            f"unknown --trainable={trainable!r}; choose one of: {', '.join(TRAINABLE_CHOICES)}"
-        )
+    check_options(backbone, weights, trainable)
     shape = frontend.image_shape(sample_rate, num_samples)
     if mean is None:
         mean, variance = np.zeros(shape[-1]), np.ones(shape[-1])

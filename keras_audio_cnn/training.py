@@ -13,7 +13,6 @@ import numpy as np
 import tensorflow as tf
 
 from keras_audio_cnn import data, frontend, model as model_lib
-from keras_audio_cnn.audio_io import AudioDataError
 
 
 @dataclasses.dataclass
@@ -307,17 +306,8 @@ def check_folds(requested, available, dataset):
 def run(config):
     """Trains one model per requested fold and writes the run's summary."""
     start = time.time()
-    model_lib.backbone_input_statistics(config.backbone)  # validates the name
-    if config.trainable not in model_lib.TRAINABLE_CHOICES:
-        raise model_lib.ModelConfigError(
-            f"unknown --trainable={config.trainable!r}; choose one of: "
-            f"{', '.join(model_lib.TRAINABLE_CHOICES)}"
-        )
-    model_lib._resolve_weights(config.weights)  # a missing weights file fails early
-    if config.dataset not in data.DATASETS:
-        raise AudioDataError(
-            f"unknown dataset {config.dataset!r}; choose one of: {', '.join(data.DATASETS)}"
-        )
+    # Options are checked before any data is prepared or any output written.
+    model_lib.check_options(config.backbone, config.weights, config.trainable)
     builder = data.prepare(config.dataset, config.data_dir, config.manual_dir)
     folds = check_folds(list(config.folds), data.fold_numbers(builder), config.dataset)
 

@@ -5,10 +5,10 @@ import io
 
 from etils import epath
 import numpy as np
-import requests
 import tensorflow_datasets as tfds
 
-from keras_audio_cnn.audio_io import AudioDataError, load_clip, one_line
+from keras_audio_cnn.audio_io import AudioDataError, load_clip
+from tfds_builders import common
 
 SAMPLE_RATE = 44100
 NUM_SAMPLES = 5 * SAMPLE_RATE
@@ -21,29 +21,9 @@ ARCHIVE_NAME = "ESC-50-master.zip"
 FOLDER_NAME = "ESC-50-master"
 CSV_COLUMNS = ("filename", "fold", "target", "category", "esc10", "src_file", "take")
 _LABELS_PATH = epath.Path(__file__).parent / "labels.txt"
-# Seconds to wait for GitHub before declaring the machine offline. TFDS's own
-# downloader retries 10 times with backoff (about 200 s on a machine without DNS).
-_PROBE_TIMEOUT = (5, 10)
 
 
-class BytesAudio(tfds.features.Audio):
-    """`tfds.features.Audio` that honours `encoding` for waveforms given as arrays.
-
-    TFDS 4.9's `Audio.encode_example` returns a numpy array untouched, skipping the
-    `encoding` step, so int16 audio would be stored as int64 lists (about 6 bytes a
-    sample, measured) or fail to serialise with `Encoding.BYTES`. Here arrays go through
-    `tfds.features.Tensor.encode_example`: with `Encoding.BYTES` a clip is stored
-    as its raw int16 bytes, 2 bytes a sample. Reading, `sample_rate` and the
-    saved metadata are those of `Audio`.
-    """
-
-    def encode_example(self, audio_or_path_or_fobj):
-        if isinstance(audio_or_path_or_fobj, np.ndarray):
-            return tfds.features.Tensor.encode_example(self, audio_or_path_or_fobj)
-        return super().encode_example(audio_or_path_or_fobj)
-
-
-class Builder(tfds.core.GeneratorBasedBuilder):
+class Builder(common.ArchiveBuilder):
     """DatasetBuilder for ESC-50 (splits `fold1`..`fold5`, the official folds)."""
 
     VERSION = tfds.core.Version("1.0.0")
@@ -63,20 +43,18 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     `<data_dir>/downloads/manual/`.
     """
 
-    # The manual_dir of the running download_and_prepare, if the user gave one.
-    _given_manual_dir = None
+    TITLE = "ESC-50"
+    URL = URL
+    ARCHIVE_NAMES = (ARCHIVE_NAME,)
+    FOLDER_NAMES = (FOLDER_NAME,)
+    MARKER = "meta/esc50.csv"
 
     def _info(self) -> tfds.core.DatasetInfo:
         return self.dataset_info_from_configs(
             features=tfds.features.FeaturesDict(
                 {
-                    "audio": BytesAudio(
-                        shape=(NUM_SAMPLES,),
-                        dtype=np.int16,
-                        sample_rate=SAMPLE_RATE,
-                        file_format=None,
-                        encoding=tfds.features.Encoding.BYTES,
-                        doc="5 s mono waveform, int16 PCM at 44.1 kHz.",
+                    "audio": common.int16_audio(
+                        NUM_SAMPLES, SAMPLE_RATE, "5 s mono waveform, int16 PCM at 44.1 kHz."
                     ),
                     "label": tfds.features.ClassLabel(names_file=_LABELS_PATH),
                     "fold": tfds.features.Scalar(
@@ -95,27 +73,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             license="CC BY-NC 3.0 (the ESC-10 subset: CC BY 3.0)",
         )
 
-    def _make_download_manager(self, download_dir, download_config):
-        # The split generators must tell a manual_dir the user gave (which must hold
-        # the data) from TFDS's default one (which may be empty: then we download).
-        self._given_manual_dir = download_config.manual_dir
-        return super()._make_download_manager(download_dir, download_config)
-
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
-        root = self._manual_copy(dl_manager)
-        if root is None:
-            if self._given_manual_dir is not None:
-                given = epath.Path(self._given_manual_dir)
-                problem = (
-                    f"holds neither {ARCHIVE_NAME} nor an extracted {FOLDER_NAME}/ folder"
-                    if given.exists()
-                    else "does not exist"
-                )
-                raise AudioDataError(
-                    f"ESC-50 not found: manual_dir {given} {problem}; save the archive "
-                    f"{URL} there as {ARCHIVE_NAME}"
-                )
-            root = self._download(dl_manager)
+        root = self._source_root(dl_manager)
 
         rows = _read_metadata(root, self.info.features["label"].names)
         return {
@@ -124,34 +83,6 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             )
             for fold in range(1, NUM_FOLDS + 1)
         }
-
-    def _manual_copy(self, dl_manager):
-        """The data root of the manual copy, or None if there is none."""
-        try:
-            manual_dir = dl_manager.manual_dir
-        except AssertionError:  # TFDS's way of saying "missing or empty".
-            return None
-        folder = manual_dir / FOLDER_NAME
-        if folder.exists():  # Preferred over the zip: nothing to extract.
-            return _data_root(folder, f"manual folder {folder}")
-        archive = manual_dir / ARCHIVE_NAME
-        if archive.exists():
-            return _data_root(dl_manager.extract(archive), f"archive {archive}")
-        return None
-
-    def _download(self, dl_manager):
-        """Downloads and extracts the pinned archive, failing fast when offline."""
-        save_as = epath.Path(dl_manager.download_dir) / "manual" / ARCHIVE_NAME
-        try:
-            _probe(URL)
-            extracted = dl_manager.download_and_extract(URL)
-        except Exception as err:  # Connection, HTTP status or extraction failure.
-            raise AudioDataError(
-                f"cannot download ESC-50 from {URL} ({one_line(err)}); on a machine "
-                f"with internet download that archive and save it as {save_as} "
-                "(or pass a manual_dir holding it), then run again"
-            ) from err
-        return _data_root(extracted, f"download of {URL}")
 
     def _generate_examples(self, root, rows):
         # Files are named {fold}-{src_file}-{take}-{target}.wav, e.g. 1-100032-A-0.wav;
@@ -169,32 +100,6 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                 "src_file": row["src_file"],
                 "take": row["take"],
             }
-
-
-def _probe(url):
-    """Raises `requests.RequestException` within seconds if `url`'s host is unreachable.
-
-    One request, no retries, honouring proxy settings. Any HTTP answer, even an
-    error status, counts as reachable: the download itself reports those.
-    """
-    requests.head(url, timeout=_PROBE_TIMEOUT, allow_redirects=False).close()
-
-
-def _data_root(folder, origin):
-    """The folder holding `meta/esc50.csv`: `folder` itself or one level below.
-
-    GitHub archives extract to a single top folder (`ESC-50-master/` or
-    `ESC-50-<commit>/`), so the data root is found rather than assumed.
-    """
-    folder = epath.Path(folder)
-    candidates = [folder] + sorted(p for p in folder.iterdir() if p.is_dir())
-    for candidate in candidates:
-        if (candidate / "meta" / "esc50.csv").exists():
-            return candidate
-    raise AudioDataError(
-        f"no meta/esc50.csv in {folder} (from the {origin}); it is not the ESC-50 "
-        f"repository: replace it with the archive {URL}"
-    )
 
 
 def _read_metadata(root, names):

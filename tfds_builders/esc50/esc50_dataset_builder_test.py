@@ -18,6 +18,7 @@ import soundfile as sf
 import tensorflow_datasets as tfds
 
 from keras_audio_cnn.audio_io import AudioDataError, load_clip
+from tfds_builders import common
 from tfds_builders.esc50 import esc50_dataset_builder, fake_data
 
 _DUMMY_DATA = pathlib.Path(__file__).parent / "dummy_data"
@@ -53,7 +54,7 @@ class Esc50DownloadTest(tfds.testing.DatasetBuilderTestCase):
 
     def setUp(self):
         super().setUp()
-        probe = mock.patch.object(esc50_dataset_builder, "_probe")
+        probe = mock.patch.object(common, "probe")
         probe.start()
         self.patchers.append(probe)
 
@@ -144,12 +145,12 @@ class BuilderErrorTest(tfds.testing.TestCase):
         empty = pathlib.Path(self.tmp_dir) / "empty_manual"
         empty.mkdir()
         with mock.patch.object(tfds.download.DownloadManager, "download_and_extract") as dl:
-            self._assert_fails_fast(f"{empty} holds neither ESC-50-master.zip", empty)
+            self._assert_fails_fast(f"{empty} holds no ESC-50-master.zip", empty)
         dl.assert_not_called()
 
     def test_offline_without_manual_copy_fails_fast_with_url_and_path(self):
         offline = requests.ConnectionError("Failed to resolve 'github.com'")
-        with mock.patch.object(esc50_dataset_builder.requests, "head", side_effect=offline), \
+        with mock.patch.object(common.requests, "head", side_effect=offline), \
                 mock.patch.object(tfds.download.DownloadManager, "download_and_extract") as dl:
             message = self._assert_fails_fast("cannot download ESC-50")
         dl.assert_not_called()

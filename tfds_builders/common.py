@@ -1,0 +1,142 @@
+"""What the audio builders share: int16 audio stored as bytes, archive sources."""
+
+from etils import epath
+import numpy as np
+import requests
+import tensorflow_datasets as tfds
+
+from keras_audio_cnn.audio_io import AudioDataError, one_line
+
+# Seconds to wait for a host before declaring the machine offline. TFDS's own
+# downloader retries 10 times with backoff (about 200 s on a machine without DNS).
+_PROBE_TIMEOUT = (5, 10)
+
+
+class BytesAudio(tfds.features.Audio):
+    """`tfds.features.Audio` that honours `encoding` for waveforms given as arrays.
+
+    TFDS 4.9's `Audio.encode_example` returns a numpy array untouched, skipping the
+    `encoding` step, so int16 audio would be stored as int64 lists (about 6 bytes a
+    sample, measured) or fail to serialise with `Encoding.BYTES`. Here arrays go
+    through `tfds.features.Tensor.encode_example`: with `Encoding.BYTES` a clip is
+    stored as its raw int16 bytes, 2 bytes a sample. Reading, `sample_rate` and the
+    saved metadata are those of `Audio`.
+    """
+
+    def encode_example(self, audio_or_path_or_fobj):
+        if isinstance(audio_or_path_or_fobj, np.ndarray):
+            return tfds.features.Tensor.encode_example(self, audio_or_path_or_fobj)
+        return super().encode_example(audio_or_path_or_fobj)
+
+
+def int16_audio(num_samples, sample_rate, doc):
+    """The `audio` feature of every builder here: a fixed-length int16 clip."""
+    return BytesAudio(
+        shape=(num_samples,),
+        dtype=np.int16,
+        sample_rate=sample_rate,
+        file_format=None,
+        encoding=tfds.features.Encoding.BYTES,
+        doc=doc,
+    )
+
+
+def probe(url):
+    """Raises `requests.RequestException` within seconds if `url`'s host is unreachable.
+
+    One request, no retries, honouring proxy settings. Any HTTP answer, even an
+    error status, counts as reachable: the download itself reports those.
+    """
+    requests.head(url, timeout=_PROBE_TIMEOUT, allow_redirects=False).close()
+
+
+class ArchiveBuilder(tfds.core.GeneratorBasedBuilder):
+    """A builder whose data is one archive: downloaded, or given in a manual_dir.
+
+    Subclasses set:
+      TITLE: the dataset's name in messages, e.g. "ESC-50".
+      URL: the archive to download.
+      ARCHIVE_NAMES: file names accepted in the manual_dir, e.g. ("ESC-50-master.zip",).
+      FOLDER_NAMES: extracted folder names accepted there, e.g. ("ESC-50-master",).
+      MARKER: a path relative to the data root that identifies it, e.g. "meta/esc50.csv".
+
+    `_source_root(dl_manager)` returns the data root: the manual folder (preferred:
+    nothing to extract), the manual archive extracted, or the download. A manual_dir
+    the user gave that holds none of them fails at once, and an offline download
+    fails within seconds; both with a one-line `AudioDataError` naming the path.
+    """
+
+    TITLE = ""
+    URL = ""
+    ARCHIVE_NAMES = ()
+    FOLDER_NAMES = ()
+    MARKER = ""
+
+    # The manual_dir of the running download_and_prepare, if the user gave one.
+    _given_manual_dir = None
+
+    def _make_download_manager(self, download_dir, download_config):
+        # The split generators must tell a manual_dir the user gave (which must hold
+        # the data) from TFDS's default one (which may be empty: then we download).
+        self._given_manual_dir = download_config.manual_dir
+        return super()._make_download_manager(download_dir, download_config)
+
+    def _source_root(self, dl_manager):
+        root = self._manual_root(dl_manager)
+        if root is not None:
+            return root
+        if self._given_manual_dir is not None:
+            given = epath.Path(self._given_manual_dir)
+            wanted = " or ".join([*self.ARCHIVE_NAMES, *(f"{n}/" for n in self.FOLDER_NAMES)])
+            problem = f"holds no {wanted}" if given.exists() else "does not exist"
+            raise AudioDataError(
+                f"{self.TITLE} not found: manual_dir {given} {problem}; save the archive "
+                f"{self.URL} there as {self.ARCHIVE_NAMES[0]}"
+            )
+        return self._download(dl_manager)
+
+    def _manual_root(self, dl_manager):
+        """The data root of the manual copy, or None if there is none."""
+        try:
+            manual_dir = dl_manager.manual_dir
+        except AssertionError:  # TFDS's way of saying "missing or empty".
+            return None
+        for name in self.FOLDER_NAMES:
+            if (manual_dir / name).exists():
+                return self._data_root(manual_dir / name, f"manual folder {manual_dir / name}")
+        for name in self.ARCHIVE_NAMES:
+            if (manual_dir / name).exists():
+                extracted = dl_manager.extract(manual_dir / name)
+                return self._data_root(extracted, f"archive {manual_dir / name}")
+        return None
+
+    def _download(self, dl_manager):
+        """Downloads and extracts `URL`, failing fast when offline."""
+        save_as = epath.Path(dl_manager.download_dir) / "manual" / self.ARCHIVE_NAMES[0]
+        try:
+            probe(self.URL)
+            extracted = dl_manager.download_and_extract(self.URL)
+        except Exception as err:  # Connection, HTTP status or extraction failure.
+            raise AudioDataError(
+                f"cannot download {self.TITLE} from {self.URL} ({one_line(err)}); on a "
+                f"machine with internet download that archive and save it as {save_as} "
+                "(or pass a manual_dir holding it), then run again"
+            ) from err
+        return self._data_root(extracted, f"download of {self.URL}")
+
+    def _data_root(self, folder, origin):
+        """The folder holding `MARKER`: `folder` itself or one level below.
+
+        Archives extract to a single top folder (`ESC-50-master/`,
+        `ESC-50-<commit>/`, `UrbanSound8K/`), so the data root is found rather
+        than assumed.
+        """
+        folder = epath.Path(folder)
+        candidates = [folder] + sorted(p for p in folder.iterdir() if p.is_dir())
+        for candidate in candidates:
+            if (candidate / self.MARKER).exists():
+                return candidate
+        raise AudioDataError(
+            f"no {self.MARKER} in {folder} (from the {origin}); it is not the "
+            f"{self.TITLE} archive: replace it with {self.URL}"
+        )
