@@ -1,0 +1,462 @@
+"""Tests of the audio_folder builder on fake folders written by `fake_data.py`.
+
+dummy_data/ (read by the DatasetBuilderTestCase) holds 3 classes x 3 files of
+50-100 ms in WAV, FLAC and OGG, a hidden file and a README.txt; the other tests
+write their own folders. Clips are stored at 8 kHz to keep the tests fast.
+"""
+
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+from unittest import mock
+
+from absl.testing import parameterized
+import numpy as np
+import soundfile as sf
+import tensorflow_datasets as tfds
+
+from keras_audio_cnn.audio_io import AudioDataError
+from tfds_builders.audio_folder import audio_folder_dataset_builder as afb
+from tfds_builders.audio_folder import fake_data
+
+_DUMMY_DATA = pathlib.Path(__file__).parent / "dummy_data"
+_RATE = 8000
+_FORMATS = ("wav", "flac", "ogg") + (("mp3",) if afb.MP3_READABLE else ())
+
+
+def _examples(builder, split):
+    return list(tfds.as_numpy(builder.as_dataset(split=split)))
+
+
+def _file_mtimes(folder):
+    return {p: p.stat().st_mtime_ns for p in pathlib.Path(folder).rglob("*") if p.is_file()}
+
+
+def _write_int16(path, samples, rate=_RATE):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, samples, rate, subtype="PCM_16")
+
+
+class _TestCase(parameterized.TestCase):
+    def _tmp(self):
+        """A new temporary folder, removed after the test."""
+        path = pathlib.Path(tempfile.mkdtemp())
+        self.addCleanup(shutil.rmtree, path)
+        return path
+
+
+class AudioFolderDummyDataTest(tfds.testing.DatasetBuilderTestCase):
+    """TFDS's standard builder checks, on a config made from dummy_data/.
+
+    The config is made from the folder rather than declared on the class, so
+    the builder the test case makes without a config gets it here.
+    """
+
+    DATASET_CLASS = afb.Builder
+    SPLITS = {"fold1": 3, "fold2": 3, "fold3": 3}
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.CONFIG = afb.make_config(_DUMMY_DATA, sample_rate=_RATE, num_folds=3)
+
+    def _make_builder(self, config=None):
+        return super()._make_builder(config=config or self.CONFIG)
+
+
+class PrepareTest(_TestCase):
+    """One fake folder in every format, prepared once for all the tests here."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        tmp = pathlib.Path(tempfile.mkdtemp())
+        cls.addClassCleanup(shutil.rmtree, tmp)
+        cls.audio_dir = fake_data.write_fake_audio_folder(
+            tmp / "recordings", files_per_class=4, seconds=(0.2, 0.6), formats=_FORMATS
+        )
+        cls.data_dir = tmp / "tfds"
+        cls.builder = afb.make_builder(
+            cls.audio_dir, sample_rate=_RATE, num_folds=3, data_dir=cls.data_dir
+        )
+        cls.names_before = list(cls.builder.info.features["label"].names)
+        cls.builder.download_and_prepare()
+
+    def test_splits_labels_and_folds(self):
+        config = self.builder.builder_config
+        self.assertEqual(self.names_before, ["bird", "cat", "dog"])
+        self.assertEqual(self.builder.info.features["label"].names, ["bird", "cat", "dog"])
+        self.assertEqual(sorted(self.builder.info.splits), ["fold1", "fold2", "fold3"])
+        seen = []
+        for fold in (1, 2, 3):
+            examples = _examples(self.builder, f"fold{fold}")
+            expected = sorted(f.path for f in config.files if f.fold == fold)
+            self.assertEqual(sorted(e["filename"].decode() for e in examples), expected)
+            for example in examples:
+                filename = example["filename"].decode()
+                self.assertEqual(self.builder.info.features["label"].int2str(example["label"]),
+                                 filename.split("/")[0])
+                self.assertEqual((example["fold"], example["clip_index"]), (fold, 0))
+            seen += expected
+        self.assertLen(seen, 12)  # Every file once: clips default to the longest file.
+        self.assertTrue(all("hidden" not in path for path in seen))
+
+    def test_mixed_formats_decode_to_one_length_with_the_class_tone(self):
+        names = self.builder.info.features["label"].names
+        num_samples = self.builder.info.features["audio"].shape[0]
+        extensions = set()
+        for example in _examples(self.builder, "fold1+fold2+fold3"):
+            audio = example["audio"]
+            self.assertEqual((audio.dtype, audio.shape), (np.int16, (num_samples,)))
+            spectrum = np.abs(np.fft.rfft(audio.astype(np.float64)))
+            peak_hz = np.argmax(spectrum) * _RATE / num_samples
+            expected_hz = fake_data.class_frequency(
+                ("cat", "dog", "bird").index(names[example["label"]]), 3
+            )
+            self.assertAlmostEqual(peak_hz, expected_hz, delta=0.03 * expected_hz)
+            extensions.add(example["filename"].decode().rsplit(".", 1)[1])
+        self.assertEqual(extensions, set(_FORMATS))
+        self.assertEqual(self.builder.info.features["audio"].sample_rate, _RATE)
+
+    def test_metadata_records_folder_and_options(self):
+        metadata = self.builder.info.metadata
+        self.assertEqual(metadata["audio_dir"], str(self.audio_dir.resolve()))
+        self.assertEqual((metadata["sample_rate"], metadata["num_folds"]), (_RATE, 3))
+        self.assertEqual(metadata["folds"], "stratified")
+        self.assertEqual(metadata["num_samples"], self.builder.info.features["audio"].shape[0])
+        self.assertIn(str(self.audio_dir.resolve()), self.builder.builder_config.description)
+        self.assertEqual(self.builder.info.supervised_keys, ("audio", "label"))
+
+    def test_unchanged_folder_reuses_the_prepared_data(self):
+        before = _file_mtimes(self.builder.data_dir)
+        again = afb.make_builder(self.audio_dir, sample_rate=_RATE, num_folds=3,
+                                 data_dir=self.data_dir)
+        self.assertEqual(again.data_dir, self.builder.data_dir)
+        with mock.patch.object(afb.Builder, "_generate_examples", side_effect=AssertionError):
+            again.download_and_prepare()
+        self.assertEqual(_file_mtimes(again.data_dir), before)
+        self.assertEqual(again.info.splits.total_num_examples, 12)
+
+    def test_a_fresh_process_reloads_names_and_splits(self):
+        script = textwrap.dedent(f"""
+            import json
+            from tfds_builders.audio_folder import audio_folder_dataset_builder as afb
+            builder = afb.make_builder({str(self.audio_dir)!r}, sample_rate={_RATE},
+                                       num_folds=3, data_dir={str(self.data_dir)!r})
+            builder.download_and_prepare()
+            print(json.dumps({{
+                "data_dir": builder.data_dir,
+                "names": builder.info.features["label"].names,
+                "splits": {{k: v.num_examples for k, v in builder.info.splits.items()}},
+            }}))
+        """)
+        before = _file_mtimes(self.builder.data_dir)
+        repo = pathlib.Path(__file__).parents[2]
+        result = subprocess.run(
+            [sys.executable, "-c", script], cwd=repo, capture_output=True, text=True, check=True,
+            env={**os.environ, "PYTHONPATH": str(repo)},
+        )
+        reloaded = json.loads(result.stdout.strip().splitlines()[-1])
+        self.assertEqual(reloaded["data_dir"], self.builder.data_dir)
+        self.assertEqual(reloaded["names"], ["bird", "cat", "dog"])
+        self.assertEqual(reloaded["splits"],
+                         {k: v.num_examples for k, v in self.builder.info.splits.items()})
+        self.assertEqual(_file_mtimes(self.builder.data_dir), before)
+
+    def test_prepared_data_reads_without_the_builder_class(self):
+        read_only = tfds.builder_from_directory(self.builder.data_dir)
+        self.assertEqual(read_only.info.features["label"].names, ["bird", "cat", "dog"])
+        self.assertEqual(read_only.info.splits.total_num_examples, 12)
+
+
+class ClipTest(_TestCase):
+    @parameterized.parameters(
+        (100, 100, [0]),
+        (30, 100, [0]),  # Shorter than a clip: one padded clip.
+        (149, 100, [0]),  # A tail under half a clip is dropped...
+        (150, 100, [0, 100]),  # ...one of half a clip or more is kept, padded.
+        (200, 100, [0, 100]),
+        (260, 100, [0, 100, 200]),
+    )
+    def test_clip_starts(self, length, num_samples, expected):
+        self.assertEqual(afb.clip_starts(length, num_samples), expected)
+
+    def test_long_files_are_cut_into_clips_of_one_fold(self):
+        root = self._tmp()
+        rng = np.random.default_rng(0)
+        seconds = {"a/long.wav": 2.6, "a/short.wav": 0.4, "b/long.wav": 2.2, "b/short.wav": 0.3}
+        samples = {}
+        for name, length in seconds.items():
+            samples[name] = rng.integers(-20000, 20000, int(length * _RATE), dtype=np.int16)
+            _write_int16(root / "audio" / name, samples[name])
+        builder = afb.make_builder(root / "audio", sample_rate=_RATE, clip_seconds=1.0,
+                                   num_folds=2, data_dir=root / "tfds")
+        builder.download_and_prepare()
+        folds = {f.path: f.fold for f in builder.builder_config.files}
+
+        clips = {}
+        for fold in (1, 2):
+            for example in _examples(builder, f"fold{fold}"):
+                name = example["filename"].decode()
+                self.assertEqual(example["fold"], folds[name])
+                self.assertEqual(folds[name], fold)
+                clips[name, int(example["clip_index"])] = example["audio"]
+        self.assertCountEqual(clips, [("a/long.wav", 0), ("a/long.wav", 1), ("a/long.wav", 2),
+                                      ("b/long.wav", 0), ("b/long.wav", 1),
+                                      ("a/short.wav", 0), ("b/short.wav", 0)])
+        for (name, index), clip in clips.items():
+            piece = samples[name][index * _RATE : (index + 1) * _RATE]
+            np.testing.assert_array_equal(clip[: len(piece)], piece)  # 16-bit at 8 kHz: exact.
+            self.assertFalse(np.any(clip[len(piece) :]))  # Zero padding.
+
+
+class FoldTest(_TestCase):
+    def _folder(self, files_per_class=2, classes=("a", "b")):
+        root = self._tmp() / "audio"
+        return fake_data.write_fake_audio_folder(
+            root, classes=classes, files_per_class=files_per_class, seconds=0.05, formats=("wav",)
+        )
+
+    def test_stratified_folds_are_deterministic_and_balanced(self):
+        paths = {c: [f"{c}/{i}.wav" for i in range(n)] for c, n in (("a", 7), ("b", 5), ("c", 3))}
+        folds = afb.stratified_folds(paths, 5)
+        shuffled = {c: list(reversed(p)) for c, p in reversed(list(paths.items()))}
+        self.assertEqual(afb.stratified_folds(shuffled, 5), folds)
+        self.assertNotEqual(afb.stratified_folds(paths, 5, seed=1), folds)
+        overall = np.bincount(list(folds.values()), minlength=6)[1:]
+        self.assertLessEqual(overall.max() - overall.min(), 1)
+        for name, class_paths in paths.items():
+            counts = np.bincount([folds[p] for p in class_paths], minlength=6)[1:]
+            self.assertLessEqual(counts.max() - counts.min(), 1, name)
+
+    def test_config_folds_are_stratified_and_repeatable(self):
+        root = self._folder(files_per_class=4, classes=("a", "b", "c"))
+        first = afb.make_config(root, sample_rate=_RATE, num_folds=2)
+        second = afb.make_config(root, sample_rate=_RATE, num_folds=2)
+        self.assertEqual(first.name, second.name)
+        self.assertEqual(first.files, second.files)
+        for label in range(3):
+            self.assertEqual(sorted(f.fold for f in first.files if f.label == label), [1, 1, 2, 2])
+
+    def test_folds_csv_is_used_as_given(self):
+        root = self._folder(files_per_class=3)
+        stratified = afb.make_config(root, sample_rate=_RATE, num_folds=2).name
+        given = {"a/a_00.wav": 1, "a/a_01.wav": 1, "a/a_02.wav": 1,
+                 "b/b_00.wav": 2, "b/b_01.wav": 2, "b/b_02.wav": 1}
+        rows = "".join(f"{name},{fold}\n" for name, fold in given.items())
+        (root / "folds.csv").write_text("filename,fold,session\n" + rows.replace("\n", ",x\n"))
+        builder = afb.make_builder(root, sample_rate=_RATE, num_folds=2,
+                                   data_dir=root.parent / "tfds")
+        self.assertNotEqual(builder.builder_config.name, stratified)
+        self.assertEqual(builder.info.metadata["folds"], "folds.csv")
+        builder.download_and_prepare()
+        for fold in (1, 2):
+            examples = _examples(builder, f"fold{fold}")
+            self.assertCountEqual([e["filename"].decode() for e in examples],
+                                  [name for name, f in given.items() if f == fold])
+
+    @parameterized.named_parameters(
+        ("unlisted_file", "a/a_00.wav,1\na/a_01.wav,2\nb/b_00.wav,1\n",
+         r"folds.csv does not list 1 audio file\(s\), first b/b_01.wav"),
+        ("unknown_file", "a/a_00.wav,1\na/a_01.wav,2\nb/b_00.wav,1\nb/b_01.wav,2\na/zz.wav,1\n",
+         r"folds.csv line 6: 'a/zz.wav' is not an audio file"),
+        ("hidden_file", "a/.a_hidden.wav,1\n", r"line 2: 'a/.a_hidden.wav' is not an audio file"),
+        ("fold_not_a_number", "a/a_00.wav,1\na/a_01.wav,two\n",
+         r"line 3: fold 'two' is not a whole number"),
+        ("fold_too_high", "a/a_00.wav,3\n",
+         r"line 2: fold 3 is outside 1..2; renumber it or pass num_folds=3"),
+        ("fold_zero", "a/a_00.wav,0\n", r"line 2: fold 0 is outside 1..2; renumber it$"),
+        ("listed_twice", "a/a_00.wav,1\na/a_01.wav,2\na/a_00.wav,2\n",
+         r"line 4: a/a_00.wav is listed again \(first on line 2\)"),
+        ("empty_fold", "a/a_00.wav,1\na/a_01.wav,1\nb/b_00.wav,1\nb/b_01.wav,1\n",
+         r"folds.csv puts no file in fold 2 of 1..2"),
+    )
+    def test_folds_csv_is_validated(self, rows, pattern):
+        root = self._folder()
+        (root / "folds.csv").write_text("filename,fold\n" + rows)
+        with self.assertRaisesRegex(AudioDataError, pattern) as caught:
+            afb.make_config(root, sample_rate=_RATE, num_folds=2)
+        self.assertIn(str(root / "folds.csv"), str(caught.exception))
+        self.assertNotIn("\n", str(caught.exception))
+
+    def test_folds_csv_without_its_columns(self):
+        root = self._folder()
+        (root / "folds.csv").write_text("file,fold\na/a_00.wav,1\n")
+        with self.assertRaisesRegex(AudioDataError, r"lacks the column\(s\) filename"):
+            afb.make_config(root, sample_rate=_RATE, num_folds=2)
+
+
+class CacheTest(_TestCase):
+    def setUp(self):
+        super().setUp()
+        tmp = self._tmp()
+        self.root = fake_data.write_fake_audio_folder(
+            tmp / "audio", classes=("a", "b"), files_per_class=3, seconds=0.05, formats=("wav",)
+        )
+        self.data_dir = tmp / "tfds"
+
+    def _name(self, **options):
+        return afb.make_config(self.root, **{"sample_rate": _RATE, "num_folds": 2, **options}).name
+
+    def test_an_added_file_is_prepared_anew(self):
+        first = afb.make_builder(self.root, sample_rate=_RATE, num_folds=2, data_dir=self.data_dir)
+        first.download_and_prepare()
+        _write_int16(self.root / "b" / "new.wav", np.zeros(100, np.int16))
+        second = afb.make_builder(self.root, sample_rate=_RATE, num_folds=2, data_dir=self.data_dir)
+        self.assertNotEqual(second.data_dir, first.data_dir)
+        self.assertEqual(second.info.splits.total_num_examples, 0)  # Not prepared yet.
+        second.download_and_prepare()
+        self.assertEqual(second.info.splits.total_num_examples, 7)
+        self.assertTrue(pathlib.Path(first.data_dir).is_dir())  # The earlier one stays.
+
+    def test_name_follows_audio_files_and_options_only(self):
+        name = self._name()
+        self.assertRegex(name, r"^audio-[0-9a-f]{12}$")
+        self.assertEqual(self._name(), name)
+        # Ignored files do not count.
+        (self.root / "README.txt").write_text("edited")
+        (self.root / "a" / ".notes").write_text("hidden")
+        (self.root / "a" / "cover.jpg").write_bytes(b"\xff\xd8")
+        self.assertEqual(self._name(), name)
+        # Options do.
+        self.assertNotEqual(self._name(sample_rate=16000), name)
+        self.assertNotEqual(self._name(num_folds=3), name)
+        self.assertNotEqual(self._name(clip_seconds=0.5), name)
+        # A rewritten, a removed and a renamed file do.
+        changed = self.root / "a" / "a_00.wav"
+        _write_int16(changed, np.ones(400, np.int16))
+        os.utime(changed, ns=(1, 1_000_000_000))  # Even with an old modification time.
+        rewritten = self._name()
+        self.assertNotEqual(rewritten, name)
+        (self.root / "a" / "a_01.wav").rename(self.root / "a" / "a_09.wav")
+        self.assertNotEqual(self._name(), rewritten)
+        (self.root / "a" / "a_09.wav").unlink()
+        self.assertNotIn(self._name(), (name, rewritten))
+
+    def test_a_file_changed_after_make_builder_is_an_error(self):
+        builder = afb.make_builder(self.root, sample_rate=_RATE, num_folds=2,
+                                   data_dir=self.data_dir)
+        changed = self.root / "b" / "b_02.wav"
+        _write_int16(changed, np.ones(50, np.int16))
+        with self.assertRaisesRegex(AudioDataError, f"audio file {changed} changed after"):
+            builder.download_and_prepare()
+
+
+class IgnoredFilesTest(_TestCase):
+    def test_hidden_and_non_audio_files_are_ignored_and_counted(self):
+        root = fake_data.write_fake_audio_folder(  # With a/.a_hidden.wav and README.txt.
+            self._tmp() / "audio",
+            classes=("a", "b"), files_per_class=2, seconds=0.05, formats=("wav",),
+        )
+        tone = np.full(80, 1000, np.int16)
+        for extra in (".hidden_dir/x.wav", "__MACOSX/a/._a_00.wav", "a/.git/y.wav",
+                      "loose.wav", "b/deeper/z.WAV"):
+            _write_int16(root / extra, tone)
+        (root / "a" / "notes.txt").write_text("notes")
+        (root / ".DS_Store").write_bytes(b"\0")
+        with self.assertLogs("absl", level="INFO") as logs:
+            config = afb.make_config(root, sample_rate=_RATE, num_folds=2)
+        self.assertEqual(config.classes, ("a", "b"))
+        self.assertEqual([f.path for f in config.files],
+                         ["a/a_00.wav", "a/a_01.wav", "b/b_00.wav", "b/b_01.wav", "b/deeper/z.WAV"])
+        output = "\n".join(logs.output)
+        # Hidden: .DS_Store, .hidden_dir, __MACOSX, a/.a_hidden.wav, a/.git.
+        # Non-audio: README.txt, loose.wav, a/notes.txt.
+        self.assertIn("5 audio files in 2 classes; ignored 5 hidden and 3 non-audio", output)
+        self.assertIn("ignored 1 audio file(s) directly in", output)
+
+
+class ErrorTest(_TestCase):
+    def setUp(self):
+        super().setUp()
+        self.tmp = self._tmp()
+
+    def _assert_error(self, pattern, audio_dir, **options):
+        with self.assertRaisesRegex(AudioDataError, pattern) as caught:
+            afb.make_builder(audio_dir, data_dir=self.tmp / "tfds", **options)
+        self.assertNotIn("\n", str(caught.exception))
+        return str(caught.exception)
+
+    def _classes(self, **files):
+        for name, samples in files.items():
+            _write_int16(self.tmp / "audio" / f"{name.replace('__', '/')}.wav", samples)
+        return self.tmp / "audio"
+
+    def test_missing_folder(self):
+        missing = self.tmp / "nowhere"
+        self._assert_error(f"audio_dir {missing} does not exist; give a folder", missing)
+
+    def test_file_instead_of_folder(self):
+        path = self._classes(a__x=np.ones(10, np.int16), b__y=np.ones(10, np.int16)) / "a" / "x.wav"
+        self._assert_error(f"audio_dir {path} is not a folder", path)
+
+    def test_fewer_than_two_classes(self):
+        root = self._classes(a__x=np.ones(10, np.int16))
+        (root / ".hidden").mkdir()
+        self._assert_error(rf"audio_dir {root} has 1 class folder\(s\) \(a\), at least 2", root)
+
+    def test_class_without_audio(self):
+        root = self._classes(a__x=np.ones(10, np.int16), b__y=np.ones(10, np.int16))
+        (root / "b" / "y.wav").rename(root / "b" / ".y.wav")
+        (root / "b" / "notes.txt").write_text("no audio here")
+        self._assert_error(f"class folder {root / 'b'} holds no audio files", root)
+
+    def test_undecodable_file(self):
+        root = self._classes(a__x=np.ones(10, np.int16), b__y=np.ones(10, np.int16))
+        (root / "b" / "bad.flac").write_bytes(b"fLaC but not really")
+        self._assert_error(f"cannot decode audio file {root / 'b' / 'bad.flac'}: ", root)
+
+    def test_empty_file(self):
+        root = self._classes(a__x=np.ones(10, np.int16), b__y=np.zeros(0, np.int16))
+        self._assert_error(f"audio file {root / 'b' / 'y.wav'} holds no samples", root)
+
+    def test_fewer_files_than_folds(self):
+        root = self._classes(a__x=np.ones(10, np.int16), b__y=np.ones(10, np.int16))
+        self._assert_error(r"holds 2 audio files, fewer than num_folds=5", root)
+
+    @parameterized.parameters(
+        ({"sample_rate": 0}, "sample_rate must be"),
+        ({"sample_rate": 22050.5}, "sample_rate must be"),
+        ({"clip_seconds": 0}, "clip_seconds must be"),
+        ({"clip_seconds": float("nan")}, "clip_seconds must be"),
+        ({"num_folds": 1}, "num_folds must be"),
+        ({"num_folds": 2.5}, "num_folds must be"),
+    )
+    def test_bad_options(self, options, pattern):
+        root = self._classes(a__x=np.ones(10, np.int16), b__y=np.ones(10, np.int16))
+        self._assert_error(pattern, root, **options)
+
+    def test_builder_by_name_points_to_make_builder(self):
+        with self.assertRaisesRegex(AudioDataError, r"make_builder\(audio_dir\)"):
+            afb.Builder(data_dir=self.tmp)
+
+
+class FakeDataTest(_TestCase):
+    def test_deterministic_with_varied_encodings(self):
+        first = fake_data.write_fake_audio_folder(self._tmp(),
+                                                  formats=_FORMATS, seconds=0.1)
+        second = fake_data.write_fake_audio_folder(self._tmp(),
+                                                   formats=_FORMATS, seconds=0.1)
+        files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
+        self.assertEqual(files, sorted(p.relative_to(second) for p in second.rglob("*")
+                                       if p.is_file()))
+        self.assertIn(pathlib.Path("README.txt"), files)
+        self.assertIn(pathlib.Path("cat/.cat_hidden.wav"), files)
+        for path in files:  # Ogg streams get random serial numbers: compare samples.
+            if path.suffix == ".txt":
+                continue
+            np.testing.assert_array_equal(sf.read(first / path)[0], sf.read(second / path)[0])
+        infos = [sf.info(first / p) for p in files if p.suffix != ".txt"]
+        self.assertEqual({i.samplerate for i in infos}, set(fake_data.RATES))
+        self.assertEqual({i.channels for i in infos}, {1, 2})
+        self.assertLessEqual({"PCM_16", "PCM_24", "FLOAT", "PCM_U8", "PCM_S8", "VORBIS"},
+                             {i.subtype for i in infos})
+
+
+if __name__ == "__main__":
+    tfds.testing.test_main()
