@@ -16,7 +16,9 @@ setuptools.setup(
         include=["keras_audio_cnn", "keras_audio_cnn.*", "tfds_builders", "tfds_builders.*"]
     ),
     # The TFDS convention keeps each dataset's metadata in files beside its builder.
-    package_data={"tfds_builders": ["*/*.tsv", "*/*.txt", "*/*.md", "*/*.bib"]},
+    package_data={
+        "tfds_builders": ["*/*.tsv", "*/*.txt", "*/*.md", "*/*.bib", "*/*/*.txt", "*/*/*.md"]
+    },
     install_requires=[
         "tensorflow>=2.20",
         "keras>=3.6",
@@ -31,7 +33,9 @@ setuptools.setup(
         "importlib_resources",
     ],
     extras_require={
-        "test": ["pytest", "dill"],  # dill: tfds.testing imports it
+        # dill: tfds.testing imports it; pydub: TFDS catalog audio datasets (tests use
+        # spoken_digit) encode their WAV files with it.
+        "test": ["pytest", "dill", "pydub"],
         "gpu": ["tensorflow[and-cuda]>=2.20"],
     },
 )

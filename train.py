@@ -13,7 +13,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # hide TensorFlow's info lin
 
 from absl import app, flags
 
-flags.DEFINE_string("dataset", "esc50", "Dataset name (a builder in tfds_builders).")
+flags.DEFINE_string(
+    "dataset", "esc50",
+    "esc50, urbansound8k, gtzan (gtzan/fault_filtered), audio_folder (with --audio_dir), "
+    "or tfds:NAME for a TFDS catalog audio dataset.")
 flags.DEFINE_string("backbone", "DenseNet201", "A keras.applications model name.")
 flags.DEFINE_string("weights", "imagenet", "imagenet, none, or a Keras weights file for the backbone.")
 flags.DEFINE_enum("trainable", "all", ["all", "head"], "all: fine-tune everything; head: freeze the backbone.")
@@ -29,6 +32,10 @@ flags.DEFINE_boolean("precise_bn", True, "Re-estimate BatchNorm statistics over 
 flags.DEFINE_integer("seed", 0, "Random seed (fold k uses seed + k).")
 flags.DEFINE_string("data_dir", None, "TFDS data directory (default: TFDS's, ~/tensorflow_datasets).")
 flags.DEFINE_string("manual_dir", None, "Directory holding the dataset's archive for offline preparation.")
+flags.DEFINE_string("audio_dir", None, "audio_folder: a folder with one sub-folder of audio files per class.")
+flags.DEFINE_integer("sample_rate", None, "audio_folder: sample rate to resample to (default 22050).")
+flags.DEFINE_float("clip_seconds", None, "audio_folder: clip length (default: the longest file, at most 10 s).")
+flags.DEFINE_integer("num_folds", None, "audio_folder: number of stratified folds (default 5) unless folds.csv says.")
 flags.DEFINE_string("model_dir", None, "Output directory (default: runs/<dataset>_<backbone>).")
 flags.DEFINE_integer("verbose", 1, "Keras fit verbosity: 0 silent, 1 progress bar, 2 one line per epoch.")
 FLAGS = flags.FLAGS

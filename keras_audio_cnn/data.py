@@ -1,13 +1,23 @@
-"""TFDS datasets as tf.data pipelines of (waveform, label) batches.
+"""TFDS datasets as tf.data pipelines of (waveform, label) batches, with their protocol.
 
-Every per-dataset fact (sample rate, clip length, classes, folds) is read from the
-builder's `DatasetInfo`; nothing here knows a particular dataset.
+Every per-dataset fact (sample rate, clip length, classes, folds or fixed splits)
+is read from the builder's `DatasetInfo`; nothing here knows a particular dataset.
+A dataset's protocol is a list of `Task`s, one model each:
+
+- builders with splits `fold1`..`foldN` (ESC-50, UrbanSound8K, GTZAN `folds`, a
+  user's audio folder): task `fold{k}` trains on every other fold, tests on fold k;
+- builders with `train` and `test` splits (GTZAN `fault_filtered`, most catalog
+  datasets): one task `test`, trained on `train`, validated on `valid` or
+  `validation` when there is one, tested on `test`;
+- catalog datasets with only `train`: deterministic stratified folds over it.
 """
 
+import dataclasses
 import os
 import re
 import shutil
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
@@ -15,7 +25,83 @@ import tfds_builders
 from keras_audio_cnn.audio_io import AudioDataError
 
 DATASETS = tfds_builders.DATASETS
+CATALOG_PREFIX = "tfds:"
 _FOLD_SPLIT = re.compile(r"fold(\d+)$")
+# Catalog datasets without fixed-length clips are padded or cut to the longest
+# clip of their training data, at most this long.
+MAX_CLIP_SECONDS = 10.0
+_CATALOG_FOLDS = 5
+_FOLD_SEED = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """One model of a protocol: where it trains, validates and is tested."""
+
+    name: str  # "fold3" or "test": the model's directory name
+    train: str  # TFDS split string
+    test: str
+    valid: str | None = None
+    # Folds carved out of one split (catalog datasets with only `train`):
+    # the test part is the examples of fold `fold` of `train`.
+    fold: int | None = None
+
+
+@dataclasses.dataclass
+class Source:
+    """A prepared dataset: its builder, clip format, classes and protocol."""
+
+    name: str
+    builder: tfds.core.DatasetBuilder
+    sample_rate: int
+    num_samples: int
+    class_names: list
+    tasks: list
+    skipped_files: list
+    audio_key: str = "audio"
+    label_key: str = "label"
+    # For carved folds: the fold number of every example of `train`, in order.
+    fold_of_example: np.ndarray | None = None
+
+    def load(self, task, part, batch_size, *, shuffle=False, seed=0):
+        """Batched `(waveform float32 [batch, num_samples], label)` of a task's part.
+
+        `part` is "train", "valid" or "test". With `shuffle`, files are read in a
+        seeded order and examples pass a seeded buffer redrawn every epoch.
+        """
+        split = getattr(task, part)
+        ds = self.builder.as_dataset(
+            split=split,
+            shuffle_files=shuffle and task.fold is None,
+            read_config=tfds.ReadConfig(shuffle_seed=seed),
+        )
+        if task.fold is not None:
+            keep = tf.constant(self.fold_of_example)
+            wanted = task.fold
+
+            def in_part(index, example):
+                del example
+                fold = tf.gather(keep, index)
+                return fold == wanted if part == "test" else fold != wanted
+
+            ds = ds.enumerate().filter(in_part).map(lambda index, example: example)
+        if shuffle:
+            ds = ds.shuffle(2048, seed=seed, reshuffle_each_iteration=True)
+        audio = self.builder.info.features[self.audio_key]
+        scale = 1.0 if np.dtype(audio.np_dtype).kind == "f" else 1.0 / 32768.0
+        length = self.num_samples
+
+        def to_waveform(example):
+            waveform = tf.cast(example[self.audio_key], tf.float32) * scale
+            if len(waveform.shape) > 1:  # (samples, channels): mix to mono
+                waveform = tf.reduce_mean(waveform, axis=-1)
+            waveform = waveform[:length]
+            waveform = tf.pad(waveform, [[0, length - tf.shape(waveform)[0]]])
+            waveform = tf.ensure_shape(waveform, [length])
+            return waveform, example[self.label_key]
+
+        ds = ds.map(to_waveform, num_parallel_calls=tf.data.AUTOTUNE)
+        return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
 def _new_entries(directory, before):
@@ -24,27 +110,12 @@ def _new_entries(directory, before):
     return [os.path.join(directory, n) for n in set(os.listdir(directory)) - before]
 
 
-def prepare(dataset, data_dir=None, manual_dir=None):
-    """Downloads (or reads from `manual_dir`) and prepares a dataset.
-
-    Returns the prepared `tfds` builder. On failure everything this call created
-    under `data_dir` is removed, so a retry starts clean, and the error is an
-    `AudioDataError` with a one-line message.
-    """
-    if dataset not in DATASETS:
-        raise AudioDataError(
-            f"unknown dataset {dataset!r}; choose one of: {', '.join(DATASETS)}"
-        )
-    if manual_dir is not None and not os.path.isdir(manual_dir):
-        raise AudioDataError(
-            f"--manual_dir={manual_dir} is not a directory; create it and put the "
-            "dataset's archive in it, or leave the flag out to download"
-        )
-    builder = tfds.builder(dataset, data_dir=data_dir)
-    root = builder.data_dir_root
+def _prepare(builder, manual_dir):
+    """Runs `download_and_prepare`; on failure removes what it created under data_dir."""
+    root = os.fspath(builder.data_dir_root)
     root_existed = os.path.isdir(root)
     before = set(os.listdir(root)) if root_existed else set()
-    dataset_dir = os.path.join(root, dataset)
+    dataset_dir = os.path.join(root, builder.name)
     before_dataset = set(os.listdir(dataset_dir)) if os.path.isdir(dataset_dir) else set()
     try:
         builder.download_and_prepare(
@@ -56,56 +127,162 @@ def prepare(dataset, data_dir=None, manual_dir=None):
         if not root_existed:
             shutil.rmtree(root, ignore_errors=True)
         raise
-    return builder
+
+
+def _known(dataset):
+    base = dataset.split("/")[0]
+    return base in DATASETS or dataset.startswith(CATALOG_PREFIX)
+
+
+def check_dataset_name(dataset, audio_dir=None):
+    """Raises `AudioDataError` for a dataset name no builder serves."""
+    if not _known(dataset):
+        raise AudioDataError(
+            f"unknown dataset {dataset!r}; choose one of: {', '.join(DATASETS)}, "
+            f"or {CATALOG_PREFIX}NAME for a TFDS catalog audio dataset"
+        )
+    if dataset == "audio_folder" and not audio_dir:
+        raise AudioDataError(
+            "--dataset=audio_folder needs --audio_dir=PATH: a folder with one sub-folder "
+            "of audio files per class"
+        )
+
+
+def make_builder(dataset, data_dir=None, *, audio_dir=None, sample_rate=None,
+                 clip_seconds=None, num_folds=None):
+    """The TFDS builder of a dataset name (`esc50`, `gtzan/fault_filtered`, `tfds:NAME`)."""
+    if dataset == "audio_folder":
+        from tfds_builders.audio_folder import audio_folder_dataset_builder as folder
+
+        options = {k: v for k, v in dict(
+            sample_rate=sample_rate, clip_seconds=clip_seconds, num_folds=num_folds
+        ).items() if v is not None}
+        return folder.make_builder(audio_dir, data_dir=data_dir, **options)
+    name = dataset[len(CATALOG_PREFIX):] if dataset.startswith(CATALOG_PREFIX) else dataset
+    try:
+        return tfds.builder(name, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError as error:
+        raise AudioDataError(f"unknown dataset {dataset!r}: {str(error).splitlines()[0]}") from error
+    except ValueError as error:  # e.g. an unknown builder config
+        raise AudioDataError(f"dataset {dataset!r}: {' '.join(str(error).split())}") from error
 
 
 def fold_numbers(builder):
-    """The dataset's official folds, e.g. [1, 2, 3, 4, 5] for ESC-50."""
-    numbers = sorted(
-        int(m.group(1)) for m in map(_FOLD_SPLIT.match, builder.info.splits) if m
-    )
-    if not numbers:
+    """The numbers of the builder's `fold{k}` splits, sorted (empty if none)."""
+    return sorted(int(m.group(1)) for m in map(_FOLD_SPLIT.match, builder.info.splits) if m)
+
+
+def _supervised_keys(builder, dataset):
+    keys = builder.info.supervised_keys
+    if not keys or len(keys) != 2 or not all(isinstance(k, str) for k in keys):
         raise AudioDataError(
-            f"dataset {builder.name!r} has no fold1..foldN splits "
-            f"(it has: {', '.join(builder.info.splits)})"
+            f"dataset {dataset!r} has no (audio, label) supervised keys; it cannot be "
+            "trained on here"
         )
-    return numbers
+    audio, label = keys
+    features = builder.info.features
+    if not isinstance(features[audio], tfds.features.Audio):
+        raise AudioDataError(f"dataset {dataset!r}: feature {audio!r} is not audio")
+    if not isinstance(features[label], tfds.features.ClassLabel):
+        raise AudioDataError(f"dataset {dataset!r}: feature {label!r} is not a class label")
+    return audio, label
 
 
-def training_split(builder, held_out):
-    """The TFDS split string of every fold except `held_out`."""
-    return "+".join(f"fold{k}" for k in fold_numbers(builder) if k != held_out)
+def stratified_folds(labels, num_folds, seed=_FOLD_SEED):
+    """Deterministic fold numbers 1..num_folds, balanced within every class."""
+    labels = np.asarray(labels)
+    folds = np.zeros(len(labels), dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    offset = 0
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        members = members[rng.permutation(len(members))]
+        # Continue the round robin across classes so small classes spread out.
+        folds[members] = (np.arange(len(members)) + offset) % num_folds + 1
+        offset += len(members)
+    return folds
 
 
-def audio_spec(builder):
-    """(sample_rate, num_samples) of the dataset's fixed-length clips."""
-    audio = builder.info.features["audio"]
-    return int(audio.sample_rate), int(audio.shape[0])
-
-
-def class_names(builder):
-    return list(builder.info.features["label"].names)
-
-
-def _to_float(audio, label):
-    # int16 PCM to float32 in [-1, 1), the model's input.
-    return tf.cast(audio, tf.float32) / 32768.0, label
-
-
-def load(builder, split, batch_size, *, shuffle=False, seed=0):
-    """A batched `(waveform, label)` dataset of one TFDS split string.
-
-    With `shuffle`, files are read in a seeded random order and clips pass a
-    seeded shuffle buffer that is redrawn every epoch.
-    """
-    ds = builder.as_dataset(
-        split=split,
-        as_supervised=True,
-        shuffle_files=shuffle,
-        read_config=tfds.ReadConfig(shuffle_seed=seed),
+def protocol(builder):
+    """The tasks of a prepared builder, from its splits."""
+    folds = fold_numbers(builder)
+    if folds:
+        return [
+            Task(
+                name=f"fold{k}",
+                train="+".join(f"fold{j}" for j in folds if j != k),
+                test=f"fold{k}",
+            )
+            for k in folds
+        ]
+    splits = builder.info.splits
+    if "train" in splits and "test" in splits:
+        valid = next((s for s in ("valid", "validation") if s in splits), None)
+        return [Task(name="test", train="train", test="test", valid=valid)]
+    if "train" in splits:
+        return [
+            Task(name=f"fold{k}", train="train", test="train", fold=k)
+            for k in range(1, _CATALOG_FOLDS + 1)
+        ]
+    raise AudioDataError(
+        f"dataset {builder.name!r} has neither fold1..foldN nor train/test splits "
+        f"(it has: {', '.join(splits)})"
     )
-    if shuffle:
-        num_examples = builder.info.splits[split].num_examples
-        ds = ds.shuffle(min(num_examples, 2048), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.map(_to_float, num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def skipped_files(builder):
+    """Files the builder could not decode and left out (recorded in its metadata)."""
+    metadata = builder.info.metadata
+    return list(metadata.get("skipped_files", [])) if metadata else []
+
+
+def open_source(dataset, data_dir=None, manual_dir=None, *, audio_dir=None,
+                sample_rate=None, clip_seconds=None, num_folds=None):
+    """Prepares a dataset (downloading or reading `manual_dir`) and returns its `Source`.
+
+    On failure everything this call created under `data_dir` is removed, so a
+    retry starts clean, and the error is an `AudioDataError` with one line.
+    """
+    check_dataset_name(dataset, audio_dir)
+    if manual_dir is not None and not os.path.isdir(manual_dir):
+        raise AudioDataError(
+            f"--manual_dir={manual_dir} is not a directory; create it and put the "
+            "dataset's archive in it, or leave the flag out to download"
+        )
+    builder = make_builder(dataset, data_dir, audio_dir=audio_dir, sample_rate=sample_rate,
+                           clip_seconds=clip_seconds, num_folds=num_folds)
+    _prepare(builder, manual_dir)
+    audio_key, label_key = _supervised_keys(builder, dataset)
+    audio = builder.info.features[audio_key]
+    tasks = protocol(builder)
+    source = Source(
+        name=dataset,
+        builder=builder,
+        sample_rate=int(audio.sample_rate),
+        num_samples=0,
+        class_names=list(builder.info.features[label_key].names),
+        tasks=tasks,
+        skipped_files=skipped_files(builder),
+        audio_key=audio_key,
+        label_key=label_key,
+    )
+    if audio.shape and audio.shape[0] is not None:
+        source.num_samples = int(audio.shape[0])
+    else:
+        source.num_samples = _longest_clip(source, tasks[0].train)
+    if any(task.fold is not None for task in tasks):
+        labels = _column(source, "train", label_key)
+        source.fold_of_example = stratified_folds(labels, len(tasks))
+    return source
+
+
+def _column(source, split, key):
+    ds = source.builder.as_dataset(split=split, shuffle_files=False)
+    return np.concatenate([b.numpy() for b in ds.map(lambda e: e[key]).batch(4096)])
+
+
+def _longest_clip(source, split):
+    ds = source.builder.as_dataset(split=split, shuffle_files=False)
+    lengths = ds.map(lambda e: tf.shape(e[source.audio_key])[0]).batch(4096)
+    longest = max(int(b.numpy().max()) for b in lengths)
+    return min(longest, int(MAX_CLIP_SECONDS * source.sample_rate))

@@ -40,11 +40,17 @@ class TrainConfig:
     seed: int = 0
     data_dir: str | None = None
     manual_dir: str | None = None
+    # audio_folder only: the user's folder and how to cut it into clips and folds.
+    audio_dir: str | None = None
+    sample_rate: int | None = None
+    clip_seconds: float | None = None
+    num_folds: int | None = None
     model_dir: str | None = None
     verbose: int = 1
 
     def resolved_model_dir(self):
-        return self.model_dir or os.path.join("runs", f"{self.dataset}_{self.backbone}")
+        dataset = self.dataset.replace(data.CATALOG_PREFIX, "").replace("/", "_")
+        return self.model_dir or os.path.join("runs", f"{dataset}_{self.backbone}")
 
 
 class RunError(ValueError):
@@ -155,8 +161,11 @@ def evaluate(model, dataset, num_classes):
     }
 
 
-def export_serving(model, path, num_samples):
-    """Writes a SavedModel serving waveforms `[None, num_samples]` -> probabilities."""
+def export_serving(model, path, num_samples, class_names):
+    """Writes a SavedModel serving waveforms `[None, num_samples]` -> probabilities.
+
+    Its `class_names()` endpoint returns the label names in output order.
+    """
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint(
@@ -164,6 +173,8 @@ def export_serving(model, path, num_samples):
         fn=lambda waveform: keras.ops.softmax(model(waveform, training=False)),
         input_signature=[tf.TensorSpec([None, num_samples], tf.float32, name="waveform")],
     )
+    names = tf.constant(class_names)
+    archive.add_endpoint(name="class_names", fn=lambda: names, input_signature=[])
     archive.write_out(path, verbose=False)
 
 
@@ -190,24 +201,23 @@ def _learning_rate_schedule(config):
     return schedule
 
 
-def train_fold(config, builder, fold, fold_dir, strategy):
-    """Trains on every fold but `fold`, evaluates on `fold`, saves the model."""
-    sample_rate, num_samples = data.audio_spec(builder)
-    names = data.class_names(builder)
-    train_split = data.training_split(builder, fold)
-    keras.utils.set_random_seed(config.seed + fold)
+def train_task(config, source, task, task_dir, strategy):
+    """Trains one model of the protocol, evaluates it on its test part, saves it."""
+    keras.utils.set_random_seed(config.seed + _task_number(task))
+    seed = config.seed + _task_number(task)
+    train_ds = source.load(task, "train", config.batch_size, shuffle=True, seed=seed)
+    ordered_train_ds = source.load(task, "train", config.batch_size)
+    test_ds = source.load(task, "test", config.batch_size)
+    valid_ds = source.load(task, "valid", config.batch_size) if task.valid else None
+    names = source.class_names
 
-    train_ds = data.load(builder, train_split, config.batch_size, shuffle=True, seed=config.seed + fold)
-    ordered_train_ds = data.load(builder, train_split, config.batch_size)
-    test_ds = data.load(builder, f"fold{fold}", config.batch_size)
-
-    mean, variance = image_statistics(sample_rate, num_samples, ordered_train_ds)
+    mean, variance = image_statistics(source.sample_rate, source.num_samples, ordered_train_ds)
     with strategy.scope():
         model = model_lib.build_model(
             config.backbone,
             len(names),
-            sample_rate,
-            num_samples,
+            source.sample_rate,
+            source.num_samples,
             weights=config.weights,
             trainable=config.trainable,
             dropout=config.dropout,
@@ -221,18 +231,19 @@ def train_fold(config, builder, fold, fold_dir, strategy):
             metrics=["accuracy"],
         )
 
-    backup_dir = os.path.join(fold_dir, "backup")
-    history_path = os.path.join(fold_dir, "history.csv")
+    backup_dir = os.path.join(task_dir, "backup")
+    history_path = os.path.join(task_dir, "history.csv")
     if not os.path.isdir(backup_dir) and os.path.exists(history_path):
         os.remove(history_path)  # a previous attempt that saved no epoch
     model.fit(
         train_ds,
+        validation_data=valid_ds,
         epochs=config.epochs,
         verbose=config.verbose,
         callbacks=[
             keras.callbacks.BackupAndRestore(backup_dir),
             keras.callbacks.CSVLogger(history_path, append=True),
-            keras.callbacks.TensorBoard(os.path.join(fold_dir, "logs")),
+            keras.callbacks.TensorBoard(os.path.join(task_dir, "logs")),
             keras.callbacks.LearningRateScheduler(_learning_rate_schedule(config)),
             keras.callbacks.TerminateOnNaN(raise_error=True),
         ],
@@ -243,17 +254,22 @@ def train_fold(config, builder, fold, fold_dir, strategy):
         bn_layers = precise_batch_norm(model, ordered_train_ds)
 
     metrics = evaluate(model, test_ds, len(names))
-    metrics.update(fold=fold, train_split=train_split, test_split=f"fold{fold}",
-                   precise_bn_layers=bn_layers)
+    metrics.update(task=task.name, train_split=task.train, test_split=task.test,
+                   valid_split=task.valid, carved_fold=task.fold,
+                   precise_bn_layers=bn_layers, class_names=names)
 
-    temporary = os.path.join(fold_dir, "model.tmp.keras")
+    temporary = os.path.join(task_dir, "model.tmp.keras")
     model.save(temporary)
-    _replace(temporary, os.path.join(fold_dir, "model.keras"))
-    temporary = os.path.join(fold_dir, "saved_model.tmp")
-    export_serving(model, temporary, num_samples)
-    _replace(temporary, os.path.join(fold_dir, "saved_model"))
-    write_json(os.path.join(fold_dir, "metrics.json"), metrics)  # marks the fold done
+    _replace(temporary, os.path.join(task_dir, "model.keras"))
+    temporary = os.path.join(task_dir, "saved_model.tmp")
+    export_serving(model, temporary, source.num_samples, names)
+    _replace(temporary, os.path.join(task_dir, "saved_model"))
+    write_json(os.path.join(task_dir, "metrics.json"), metrics)  # marks the task done
     return metrics
+
+
+def _task_number(task):
+    return int(task.name[4:]) if task.name.startswith("fold") else 0
 
 
 def library_versions():
@@ -270,19 +286,19 @@ def library_versions():
     }
 
 
-def summarize(fold_metrics):
-    """Mean and (population) standard deviation of per-fold accuracies."""
-    accuracies = np.array([m["accuracy"] for m in fold_metrics.values()])
+def summarize(task_metrics):
+    """Mean and (population) standard deviation of per-task test accuracies."""
+    accuracies = np.array([m["accuracy"] for m in task_metrics.values()])
     return {
-        "fold_accuracy": {str(k): m["accuracy"] for k, m in sorted(fold_metrics.items())},
+        "accuracy": {name: m["accuracy"] for name, m in task_metrics.items()},
         "mean_accuracy": float(accuracies.mean()),
         "std_accuracy": float(accuracies.std()),
     }
 
 
 def format_accuracy_table(summary, title):
-    lines = [f"# {title}", "", "| fold | accuracy |", "|---|---|"]
-    lines += [f"| {k} | {100 * a:.2f}% |" for k, a in summary["fold_accuracy"].items()]
+    lines = [f"# {title}", "", "| held out | accuracy |", "|---|---|"]
+    lines += [f"| {name} | {100 * a:.2f}% |" for name, a in summary["accuracy"].items()]
     lines.append(
         f"| mean +/- std | {100 * summary['mean_accuracy']:.2f}% +/- "
         f"{100 * summary['std_accuracy']:.2f}% |"
@@ -290,54 +306,76 @@ def format_accuracy_table(summary, title):
     return "\n".join(lines) + "\n"
 
 
-def check_folds(requested, available, dataset):
-    """The folds to run: all by default, else the requested ones, validated."""
+def select_tasks(tasks, requested, dataset):
+    """The tasks to run: all by default, else those of the requested folds."""
     if not requested:
-        return list(available)
-    bad = [k for k in requested if k not in available]
+        return list(tasks)
+    by_fold = {int(t.name[4:]): t for t in tasks if t.name.startswith("fold")}
+    if not by_fold:
+        raise RunError(
+            f"--folds does not apply to {dataset}: its protocol is "
+            f"{', '.join(t.name for t in tasks)}; leave --folds out"
+        )
+    available = sorted(by_fold)
+    bad = [k for k in requested if k not in by_fold]
     if bad:
         raise RunError(
             f"fold {bad[0]} is out of range: {dataset} has folds "
             f"{available[0]}..{available[-1]}"
         )
-    return sorted(set(requested))
+    return [by_fold[k] for k in sorted(set(requested))]
 
 
 def run(config):
-    """Trains one model per requested fold and writes the run's summary."""
+    """Trains one model per task of the dataset's protocol and writes the summary."""
     start = time.time()
     # Options are checked before any data is prepared or any output written.
     model_lib.check_options(config.backbone, config.weights, config.trainable)
-    builder = data.prepare(config.dataset, config.data_dir, config.manual_dir)
-    folds = check_folds(list(config.folds), data.fold_numbers(builder), config.dataset)
+    source = data.open_source(
+        config.dataset, config.data_dir, config.manual_dir, audio_dir=config.audio_dir,
+        sample_rate=config.sample_rate, clip_seconds=config.clip_seconds,
+        num_folds=config.num_folds,
+    )
+    tasks = select_tasks(source.tasks, list(config.folds), config.dataset)
+    if source.skipped_files:
+        print(f"{config.dataset}: {len(source.skipped_files)} undecodable file(s) left out: "
+              f"{', '.join(source.skipped_files)}")
 
     model_dir = config.resolved_model_dir()
     os.makedirs(model_dir, exist_ok=True)
     record = dataclasses.asdict(config)
-    record.update(model_dir=model_dir, folds=folds, data_dir=str(builder.data_dir_root))
+    record.update(model_dir=model_dir, tasks=[t.name for t in tasks],
+                  data_dir=str(source.builder.data_dir_root))
     write_json(os.path.join(model_dir, "run.json"), record)
 
     strategy = tf.distribute.MirroredStrategy()
-    fold_metrics = {}
-    for fold in folds:
-        fold_dir = os.path.join(model_dir, f"fold{fold}")
-        metrics_path = os.path.join(fold_dir, "metrics.json")
+    task_metrics = {}
+    for task in tasks:
+        task_dir = os.path.join(model_dir, task.name)
+        metrics_path = os.path.join(task_dir, "metrics.json")
         if os.path.exists(metrics_path):
-            print(f"fold {fold}: already trained, reading {metrics_path}")
+            print(f"{task.name}: already trained, reading {metrics_path}")
             with open(metrics_path) as f:
-                fold_metrics[fold] = json.load(f)
+                task_metrics[task.name] = json.load(f)
             continue
-        os.makedirs(fold_dir, exist_ok=True)
-        print(f"fold {fold}: training on {data.training_split(builder, fold)}, "
-              f"testing on fold{fold} ({strategy.num_replicas_in_sync} replica(s))")
-        fold_metrics[fold] = train_fold(config, builder, fold, fold_dir, strategy)
-        print(f"fold {fold}: accuracy {100 * fold_metrics[fold]['accuracy']:.2f}%")
+        os.makedirs(task_dir, exist_ok=True)
+        print(f"{task.name}: training on {task.train}"
+              + (f" (fold {task.fold} left out)" if task.fold else "")
+              + (f", validating on {task.valid}" if task.valid else "")
+              + f", testing on {task.test}"
+              + (f" fold {task.fold}" if task.fold else "")
+              + f" ({strategy.num_replicas_in_sync} replica(s))")
+        task_metrics[task.name] = train_task(config, source, task, task_dir, strategy)
+        print(f"{task.name}: accuracy {100 * task_metrics[task.name]['accuracy']:.2f}%")
 
-    summary = summarize(fold_metrics)
+    summary = summarize(task_metrics)
     summary.update(
         dataset=config.dataset,
         backbone=config.backbone,
-        class_names=data.class_names(builder),
+        class_names=source.class_names,
+        sample_rate=source.sample_rate,
+        num_samples=source.num_samples,
+        skipped_files=source.skipped_files,
         flags=record,
         versions=library_versions(),
         elapsed_seconds=round(time.time() - start, 1),
@@ -347,6 +385,8 @@ def run(config):
     table = format_accuracy_table(summary, f"{config.dataset}, {config.backbone}")
     with open(os.path.join(model_dir, "summary.md"), "w") as f:
         f.write(table)
+        if source.skipped_files:
+            f.write(f"\nUndecodable files left out: {', '.join(source.skipped_files)}\n")
         f.write("\n## Flags\n\n")
         f.writelines(f"- `{k}`: `{v}`\n" for k, v in record.items())
         f.write("\n## Versions\n\n")

@@ -73,7 +73,7 @@ def test_train_writes_every_output_of_a_fold(trained):
         assert f.readline().strip().split(",")[0] == "epoch" and len(f.readlines()) == 1
 
     summary = read_json(model_dir, "summary.json")
-    assert summary["fold_accuracy"] == {"1": metrics["accuracy"]}
+    assert summary["accuracy"] == {"fold1": metrics["accuracy"]}
     assert summary["mean_accuracy"] == metrics["accuracy"] and summary["std_accuracy"] == 0.0
     assert summary["flags"]["backbone"] == "MobileNetV3Small"
     assert summary["versions"]["tensorflow"] and summary["elapsed_seconds"] > 0
@@ -86,9 +86,9 @@ def test_evaluate_reproduces_the_accuracy_train_wrote(trained):
     result = run_cli("evaluate.py", f"--model_dir={trained['model_dir']}")
     evaluation = read_json(trained["model_dir"], "evaluation.json")
     metrics = read_json(trained["model_dir"], "fold1", "metrics.json")
-    assert evaluation["fold_accuracy"] == {"1": metrics["accuracy"]}
-    assert evaluation["folds"]["1"]["confusion_matrix"] == metrics["confusion_matrix"]
-    assert evaluation["folds"]["1"]["loss"] == pytest.approx(metrics["loss"], rel=1e-5)
+    assert evaluation["accuracy"] == {"fold1": metrics["accuracy"]}
+    assert evaluation["tasks"]["fold1"]["confusion_matrix"] == metrics["confusion_matrix"]
+    assert evaluation["tasks"]["fold1"]["loss"] == pytest.approx(metrics["loss"], rel=1e-5)
     assert "mean +/- std" in result.stdout
 
 
@@ -129,7 +129,7 @@ def test_models_load_in_a_fresh_process_without_this_package(trained, tmp_path):
 def test_rerunning_the_same_command_skips_a_finished_fold(trained):
     before = os.path.getmtime(os.path.join(trained["model_dir"], "fold1", "model.keras"))
     result = run_cli("train.py", *trained["flags"])
-    assert "fold 1: already trained" in result.stdout
+    assert "fold1: already trained" in result.stdout
     assert os.path.getmtime(os.path.join(trained["model_dir"], "fold1", "model.keras")) == before
 
 

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from keras_audio_cnn import model as model_lib
-from keras_audio_cnn import training
+from keras_audio_cnn import data, training
 
 RATE, SAMPLES, CLASSES = 8000, 8000, 10
 
@@ -98,7 +98,12 @@ def test_paper_recipe_defaults():
     assert config.resolved_model_dir() == "runs/esc50_DenseNet201"
 
 
-def test_fold_out_of_range_is_refused():
+def test_folds_select_tasks_and_out_of_range_is_refused():
+    tasks = [data.Task(f"fold{k}", "x", f"fold{k}") for k in range(1, 6)]
     with pytest.raises(training.RunError, match="fold 6 is out of range: esc50 has folds 1..5"):
-        training.check_folds([1, 6], [1, 2, 3, 4, 5], "esc50")
-    assert training.check_folds([], [1, 2, 3], "x") == [1, 2, 3]
+        training.select_tasks(tasks, [1, 6], "esc50")
+    assert training.select_tasks(tasks, [], "esc50") == tasks
+    assert [t.name for t in training.select_tasks(tasks, [3, 1], "esc50")] == ["fold1", "fold3"]
+    fixed = [data.Task("test", "train", "test", valid="valid")]
+    with pytest.raises(training.RunError, match="--folds does not apply"):
+        training.select_tasks(fixed, [1], "gtzan/fault_filtered")

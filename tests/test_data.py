@@ -1,0 +1,98 @@
+"""Protocols from splits, carved folds, and a TFDS catalog dataset through data.py."""
+
+import os
+from unittest import mock
+
+import numpy as np
+import pytest
+import soundfile as sf
+import tensorflow_datasets as tfds
+
+from keras_audio_cnn import data
+from keras_audio_cnn.audio_io import AudioDataError
+
+
+class FakeBuilder:
+    def __init__(self, *splits):
+        self.name = "fake"
+        self.info = mock.Mock(splits={s: None for s in splits})
+
+
+def test_fold_splits_give_one_task_per_fold():
+    tasks = data.protocol(FakeBuilder("fold3", "fold1", "fold2", "fold10"))
+    assert [t.name for t in tasks] == ["fold1", "fold2", "fold3", "fold10"]
+    assert tasks[0].train == "fold2+fold3+fold10" and tasks[0].test == "fold1"
+    assert tasks[3].train == "fold1+fold2+fold3" and tasks[3].test == "fold10"
+
+
+def test_train_valid_test_splits_give_one_task():
+    (task,) = data.protocol(FakeBuilder("train", "valid", "test"))
+    assert (task.name, task.train, task.valid, task.test) == ("test", "train", "valid", "test")
+    (task,) = data.protocol(FakeBuilder("train", "validation", "test"))
+    assert task.valid == "validation"
+
+
+def test_train_only_gives_carved_folds_and_no_split_is_an_error():
+    tasks = data.protocol(FakeBuilder("train"))
+    assert [(t.name, t.fold) for t in tasks] == [(f"fold{k}", k) for k in range(1, 6)]
+    with pytest.raises(AudioDataError, match="neither fold1..foldN nor train/test"):
+        data.protocol(FakeBuilder("extra"))
+
+
+def test_stratified_folds_are_balanced_and_deterministic():
+    labels = np.repeat(np.arange(4), [10, 20, 5, 7])
+    folds = data.stratified_folds(labels, 5)
+    assert set(folds) == {1, 2, 3, 4, 5}
+    for label, count in zip(range(4), [10, 20, 5, 7]):
+        per_fold = np.bincount(folds[labels == label], minlength=6)[1:]
+        assert per_fold.max() - per_fold.min() <= 1 and per_fold.sum() == count
+    np.testing.assert_array_equal(folds, data.stratified_folds(labels, 5))
+
+
+def test_unknown_dataset_is_refused_before_anything_is_written(tmp_path):
+    with pytest.raises(AudioDataError, match="unknown dataset 'nope'.*esc50"):
+        data.open_source("nope", str(tmp_path / "d"))
+    with pytest.raises(AudioDataError, match="needs --audio_dir"):
+        data.open_source("audio_folder", str(tmp_path / "d"))
+    assert not os.path.exists(tmp_path / "d")
+
+
+@pytest.fixture(scope="module")
+def spoken_digit(tmp_path_factory):
+    """The real TFDS catalog builder `spoken_digit`, fed fake recordings."""
+    root = tmp_path_factory.mktemp("fsdd")
+    recordings = root / "free-spoken-digit-dataset-1.0.9" / "recordings"
+    recordings.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for digit in range(10):
+        for take in range(5):  # files named {digit}_{speaker}_{index}.wav, 8 kHz
+            n = int(rng.integers(2000, 6000))
+            t = np.arange(n) / 8000
+            sf.write(recordings / f"{digit}_jackson_{take}.wav",
+                     0.4 * np.sin(2 * np.pi * (300 + 150 * digit) * t), 8000, subtype="PCM_16")
+    data_dir = str(tmp_path_factory.mktemp("tfds"))
+    with mock.patch.object(tfds.download.DownloadManager, "download_and_extract",
+                           return_value=str(root)):
+        return data.open_source("tfds:spoken_digit", data_dir)
+
+
+def test_catalog_dataset_takes_rate_and_length_from_its_features(spoken_digit):
+    assert spoken_digit.sample_rate == 8000
+    assert spoken_digit.class_names == [str(d) for d in range(10)]
+    assert 5000 < spoken_digit.num_samples < 6000  # the longest clip, in samples
+    x, y = next(iter(spoken_digit.load(spoken_digit.tasks[0], "train", 8)))
+    assert x.shape == (8, spoken_digit.num_samples) and x.dtype == "float32"
+    assert 0.3 < float(np.abs(x).max()) <= 0.41  # int16 PCM scaled back to [-1, 1]
+
+
+def test_catalog_train_only_dataset_gets_disjoint_stratified_folds(spoken_digit):
+    assert [t.name for t in spoken_digit.tasks] == [f"fold{k}" for k in range(1, 6)]
+    everything = set()
+    for task in spoken_digit.tasks:
+        def clips(part):
+            return {x.numpy().tobytes() for xs, _ in spoken_digit.load(task, part, 16) for x in xs}
+        test, train = clips("test"), clips("train")
+        assert len(test) == 10 and len(train) == 40  # 1 and 4 clips of each digit
+        assert not test & train
+        everything |= test
+    assert len(everything) == 50  # every clip is tested exactly once

@@ -1,0 +1,153 @@
+"""Every dataset through train.py and evaluate.py, each with its own protocol."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from keras_audio_cnn import data
+from tests.test_cli import read_json, run_cli
+from tfds_builders.audio_folder import fake_data as folder_fake
+from tfds_builders.gtzan import fake_data as gtzan_fake
+from tfds_builders.gtzan import gtzan_dataset_builder
+from tfds_builders.urbansound8k import fake_data as us8k_fake
+
+SMALL = ["--backbone=MobileNetV3Small", "--weights=none", "--epochs=1", "--batch_size=8",
+         "--verbose=2"]
+
+
+def fault_filtered_sample(per_genre):
+    """Ids of every genre from each fault-filtered list: {split: ids per genre}."""
+    lists = gtzan_dataset_builder.read_fault_filtered()
+    return [
+        clip_id
+        for split, count in per_genre.items()
+        for genre in gtzan_dataset_builder.GENRES
+        for clip_id in [i for i in lists[split] if i.startswith(genre + ".")][:count]
+    ]
+
+
+def train_and_evaluate(tmp_path, *flags):
+    model_dir = str(tmp_path / "model")
+    common = [f"--data_dir={tmp_path / 'tfds'}", f"--model_dir={model_dir}"]
+    trained = run_cli("train.py", *SMALL, *common, *flags)
+    evaluated = run_cli("evaluate.py", f"--model_dir={model_dir}")
+    summary = read_json(model_dir, "summary.json")
+    evaluation = read_json(model_dir, "evaluation.json")
+    assert evaluation["accuracy"] == summary["accuracy"]  # reproduced from the files
+    return model_dir, summary, trained.stdout + evaluated.stdout
+
+
+def test_urbansound8k_end_to_end_on_a_generated_archive(tmp_path):
+    manual = tmp_path / "manual"
+    us8k_fake.write_fake_urbansound8k(manual, classes=range(10), folds=range(1, 11),
+                                      clips_per_fold_per_class=1, seconds=1.0, as_tar=True)
+    model_dir, summary, _ = train_and_evaluate(
+        tmp_path, "--dataset=urbansound8k", f"--manual_dir={manual}", "--folds=3")
+    assert list(summary["accuracy"]) == ["fold3"]
+    assert (summary["sample_rate"], summary["num_samples"]) == (22050, 88200)
+    metrics = read_json(model_dir, "fold3", "metrics.json")
+    assert metrics["train_split"] == "+".join(f"fold{k}" for k in range(1, 11) if k != 3)
+    assert metrics["num_examples"] == 10
+    assert summary["class_names"][3] == "dog_bark"
+
+
+def test_gtzan_fault_filtered_trains_on_train_validates_on_valid_reports_test(tmp_path):
+    ids = fault_filtered_sample({"train": 2, "valid": 1, "test": 1})
+    manual = tmp_path / "manual"
+    gtzan_fake.write_fake_gtzan(manual, layout="genres_original", ids=ids,
+                                corrupt=("jazz.00054",), seconds=0.5)
+    model_dir, summary, stdout = train_and_evaluate(
+        tmp_path, "--dataset=gtzan/fault_filtered", f"--manual_dir={manual}")
+    assert list(summary["accuracy"]) == ["test"]
+    assert summary["skipped_files"] == ["jazz.00054.wav"]
+    assert "jazz.00054.wav" in stdout
+    with open(os.path.join(model_dir, "summary.md")) as f:
+        assert "jazz.00054.wav" in f.read()
+    metrics = read_json(model_dir, "test", "metrics.json")
+    assert (metrics["train_split"], metrics["valid_split"], metrics["test_split"]) == (
+        "train", "valid", "test")
+    assert metrics["num_examples"] == 10
+    with open(os.path.join(model_dir, "test", "history.csv")) as f:
+        assert "val_accuracy" in f.readline()
+    # 30 s clips give the paper's 128 x 1500 image, derived from the clip length.
+    assert (summary["sample_rate"], summary["num_samples"]) == (22050, 661500)
+    model = tf.keras.models.load_model(os.path.join(model_dir, "test", "model.keras"))
+    assert model.get_layer("logmel_image").output.shape == (None, 128, 1500, 3)
+
+
+def test_folds_flag_is_refused_for_a_fixed_split_protocol(tmp_path):
+    result = run_cli("train.py", "--dataset=gtzan/fault_filtered", "--folds=1", *SMALL,
+                     f"--manual_dir={tmp_path}", f"--data_dir={tmp_path / 'd'}",
+                     f"--model_dir={tmp_path / 'm'}", check=False)
+    assert result.returncode != 0 and "train.py: error:" in result.stderr
+    assert not os.path.exists(tmp_path / "m")
+
+
+def test_audio_folder_end_to_end_with_cache(tmp_path):
+    audio_dir = tmp_path / "my_sounds"
+    folder_fake.write_fake_audio_folder(audio_dir, classes=("bird", "cat", "dog"),
+                                        files_per_class=5, seconds=(0.5, 1.0),
+                                        formats=("wav", "flac", "ogg"))
+    flags = ["--dataset=audio_folder", f"--audio_dir={audio_dir}", "--folds=1",
+             "--num_folds=5", "--sample_rate=16000"]
+    model_dir, summary, _ = train_and_evaluate(tmp_path, *flags)
+    assert summary["class_names"] == ["bird", "cat", "dog"]
+    assert summary["sample_rate"] == 16000
+    assert read_json(model_dir, "fold1", "metrics.json")["num_examples"] == 3  # 1 per class
+    served = tf.saved_model.load(os.path.join(model_dir, "fold1", "saved_model"))
+    assert [n.decode() for n in served.class_names().numpy()] == ["bird", "cat", "dog"]
+
+    prepared = os.listdir(tmp_path / "tfds" / "audio_folder")
+    assert len(prepared) == 1  # evaluate.py reused train.py's preparation
+    (audio_dir / "dog" / "extra.wav").write_bytes((audio_dir / "dog").glob("*.wav").__next__().read_bytes())
+    run_cli("evaluate.py", f"--model_dir={model_dir}")
+    assert len(os.listdir(tmp_path / "tfds" / "audio_folder")) == 2  # a changed folder
+
+
+def _filenames(builder, split):
+    ds = builder.as_dataset(split=split, shuffle_files=False)
+    return [f.decode() for f in ds.map(lambda e: e["filename"]).as_numpy_iterator()]
+
+
+@pytest.mark.parametrize("name, writer", [
+    ("esc50", None),
+    ("urbansound8k", lambda root: us8k_fake.write_fake_urbansound8k(
+        root, classes=range(4), clips_per_fold_per_class=2)),
+    ("gtzan", lambda root: gtzan_fake.write_fake_gtzan(root, clips_per_genre=10)),
+    ("gtzan/fault_filtered", lambda root: gtzan_fake.write_fake_gtzan(
+        root, ids=fault_filtered_sample({"train": 2, "valid": 1, "test": 1}))),
+    ("audio_folder", None),
+])
+def test_no_clip_is_in_both_a_models_training_and_evaluation_data(tmp_path, name, writer):
+    manual = tmp_path / "manual"
+    options = {}
+    if name == "esc50":
+        from tfds_builders.esc50 import fake_data as esc50_fake
+
+        esc50_fake.write_fake_esc50(manual, classes=range(0, 50, 10), clips_per_fold_per_class=2)
+    elif name == "audio_folder":
+        folder_fake.write_fake_audio_folder(manual, files_per_class=10, seconds=(0.5, 3.0))
+        options = dict(audio_dir=str(manual), clip_seconds=1.0)
+    else:
+        writer(manual)
+    source = data.open_source(name, str(tmp_path / "tfds"), str(manual), **options)
+    tested = []
+    for task in source.tasks:
+        train_files = set(_filenames(source.builder, task.train))
+        test_files = set(_filenames(source.builder, task.test))
+        valid_files = set(_filenames(source.builder, task.valid)) if task.valid else set()
+        assert train_files and test_files
+        assert not train_files & test_files and not valid_files & (train_files | test_files)
+        tested += test_files
+        if name == "urbansound8k":  # and no recording (fsID) straddles them
+            ds = source.builder.as_dataset(split=task.train)
+            train_ids = {int(i) for i in ds.map(lambda e: e["fsID"]).as_numpy_iterator()}
+            ds = source.builder.as_dataset(split=task.test)
+            test_ids = {int(i) for i in ds.map(lambda e: e["fsID"]).as_numpy_iterator()}
+            assert not train_ids & test_ids
+    if source.tasks[0].name.startswith("fold"):
+        assert len(tested) == len(set(tested))  # every file is tested by exactly one model
