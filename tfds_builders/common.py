@@ -59,6 +59,8 @@ class ArchiveBuilder(tfds.core.GeneratorBasedBuilder):
       ARCHIVE_NAMES: file names accepted in the manual_dir, e.g. ("ESC-50-master.zip",).
       FOLDER_NAMES: extracted folder names accepted there, e.g. ("ESC-50-master",).
       MARKER: a path relative to the data root that identifies it, e.g. "meta/esc50.csv".
+      WHAT_TO_PUT: optional, what a manual_dir must hold, for messages (default:
+        the archive URL saved as ARCHIVE_NAMES[0]).
 
     `_source_root(dl_manager)` returns the data root: the manual folder (preferred:
     nothing to extract), the manual archive extracted, or the download. A manual_dir
@@ -71,6 +73,13 @@ class ArchiveBuilder(tfds.core.GeneratorBasedBuilder):
     ARCHIVE_NAMES = ()
     FOLDER_NAMES = ()
     MARKER = ""
+    WHAT_TO_PUT = None
+
+    def _instructions(self, directory):
+        """What to do, in a message: the exact file (or folder) to put where."""
+        if self.WHAT_TO_PUT:
+            return f"put {self.WHAT_TO_PUT} in {directory}/"
+        return f"save the archive {self.URL} as {epath.Path(directory) / self.ARCHIVE_NAMES[0]}"
 
     # The manual_dir of the running download_and_prepare, if the user gave one.
     _given_manual_dir = None
@@ -90,8 +99,8 @@ class ArchiveBuilder(tfds.core.GeneratorBasedBuilder):
             wanted = " or ".join([*self.ARCHIVE_NAMES, *(f"{n}/" for n in self.FOLDER_NAMES)])
             problem = f"holds no {wanted}" if given.exists() else "does not exist"
             raise AudioDataError(
-                f"{self.TITLE} not found: manual_dir {given} {problem}; save the archive "
-                f"{self.URL} there as {self.ARCHIVE_NAMES[0]}"
+                f"{self.TITLE} not found: manual_dir {given} {problem}; "
+                f"{self._instructions(given)}"
             )
         return self._download(dl_manager)
 
@@ -112,15 +121,15 @@ class ArchiveBuilder(tfds.core.GeneratorBasedBuilder):
 
     def _download(self, dl_manager):
         """Downloads and extracts `URL`, failing fast when offline."""
-        save_as = epath.Path(dl_manager.download_dir) / "manual" / self.ARCHIVE_NAMES[0]
+        manual_dir = epath.Path(dl_manager.download_dir) / "manual"
         try:
             probe(self.URL)
             extracted = dl_manager.download_and_extract(self.URL)
         except Exception as err:  # Connection, HTTP status or extraction failure.
             raise AudioDataError(
-                f"cannot download {self.TITLE} from {self.URL} ({one_line(err)}); on a "
-                f"machine with internet download that archive and save it as {save_as} "
-                "(or pass a manual_dir holding it), then run again"
+                f"cannot download {self.TITLE} from {self.URL} ({one_line(err)}); "
+                f"{self._instructions(manual_dir)} (or in a manual_dir you pass), "
+                "then run again"
             ) from err
         return self._data_root(extracted, f"download of {self.URL}")
 

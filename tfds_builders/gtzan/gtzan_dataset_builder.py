@@ -79,6 +79,10 @@ class Builder(common.ArchiveBuilder):
 
     TITLE = "GTZAN"
     URL = URL
+    WHAT_TO_PUT = (
+        "a copy of genres.tar.gz (its original address is dead), its extracted "
+        "genres/ folder, or the shared copy's genres_original/ folder"
+    )
     ARCHIVE_NAMES = (ARCHIVE_NAME,)
     FOLDER_NAMES = FOLDER_NAMES
     # No MARKER: `_data_root` looks for the ten genre folders instead.

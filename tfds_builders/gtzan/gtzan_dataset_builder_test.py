@@ -270,7 +270,9 @@ class BuilderErrorTest(tfds.testing.TestCase):
             message = self._assert_fails_fast("cannot download GTZAN")
         dl.assert_not_called()
         self.assertIn(gtzan.URL, message)
-        self.assertIn(f"{self.tmp_dir}/downloads/manual/genres.tar.gz", message)
+        self.assertIn(f"genres.tar.gz (its original address is dead)", message)
+        self.assertIn(f"in {self.tmp_dir}/downloads/manual/", message)
+        self.assertIn("genres_original/", message)
 
     def test_unprepared_builder_has_no_skipped_files_record(self):
         with self.assertRaisesRegex(ValueError, "not prepared"):
