@@ -57,10 +57,8 @@ def test_unknown_dataset_is_refused_before_anything_is_written(tmp_path):
     assert not os.path.exists(tmp_path / "d")
 
 
-@pytest.fixture(scope="module")
-def spoken_digit(tmp_path_factory):
-    """The real TFDS catalog builder `spoken_digit`, fed fake recordings."""
-    root = tmp_path_factory.mktemp("fsdd")
+def prepare_fake_spoken_digit(root, data_dir):
+    """Prepares the real TFDS catalog builder `spoken_digit` from fake recordings."""
     recordings = root / "free-spoken-digit-dataset-1.0.9" / "recordings"
     recordings.mkdir(parents=True)
     rng = np.random.default_rng(0)
@@ -70,10 +68,15 @@ def spoken_digit(tmp_path_factory):
             t = np.arange(n) / 8000
             sf.write(recordings / f"{digit}_jackson_{take}.wav",
                      0.4 * np.sin(2 * np.pi * (300 + 150 * digit) * t), 8000, subtype="PCM_16")
-    data_dir = str(tmp_path_factory.mktemp("tfds"))
     with mock.patch.object(tfds.download.DownloadManager, "download_and_extract",
                            return_value=str(root)):
-        return data.open_source("tfds:spoken_digit", data_dir)
+        return data.open_source("tfds:spoken_digit", str(data_dir))
+
+
+@pytest.fixture(scope="module")
+def spoken_digit(tmp_path_factory):
+    return prepare_fake_spoken_digit(tmp_path_factory.mktemp("fsdd"),
+                                     tmp_path_factory.mktemp("tfds"))
 
 
 def test_catalog_dataset_takes_rate_and_length_from_its_features(spoken_digit):

@@ -10,6 +10,7 @@ import tensorflow_datasets as tfds
 
 from keras_audio_cnn import data
 from tests.test_cli import read_json, run_cli
+from tests.test_data import prepare_fake_spoken_digit
 from tfds_builders.audio_folder import fake_data as folder_fake
 from tfds_builders.gtzan import fake_data as gtzan_fake
 from tfds_builders.gtzan import gtzan_dataset_builder
@@ -106,6 +107,18 @@ def test_audio_folder_end_to_end_with_cache(tmp_path):
     (audio_dir / "dog" / "extra.wav").write_bytes((audio_dir / "dog").glob("*.wav").__next__().read_bytes())
     run_cli("evaluate.py", f"--model_dir={model_dir}")
     assert len(os.listdir(tmp_path / "tfds" / "audio_folder")) == 2  # a changed folder
+
+
+def test_tfds_catalog_dataset_end_to_end(tmp_path):
+    # Prepared here with its download mocked; the CLIs then find it prepared.
+    prepare_fake_spoken_digit(tmp_path / "fsdd", tmp_path / "tfds")
+    model_dir, summary, _ = train_and_evaluate(tmp_path, "--dataset=tfds:spoken_digit",
+                                               "--folds=2")
+    assert list(summary["accuracy"]) == ["fold2"]
+    assert summary["sample_rate"] == 8000 and summary["class_names"][0] == "0"
+    metrics = read_json(model_dir, "fold2", "metrics.json")
+    assert (metrics["train_split"], metrics["carved_fold"], metrics["num_examples"]) == (
+        "train", 2, 10)
 
 
 def _filenames(builder, split):
