@@ -1,12 +1,9 @@
 """Every dataset through train.py and evaluate.py, each with its own protocol."""
 
-import json
 import os
 
-import numpy as np
 import pytest
 import tensorflow as tf
-import tensorflow_datasets as tfds
 
 from keras_audio_cnn import data
 from tests.test_cli import read_json, run_cli

@@ -8,17 +8,15 @@ dummy_data/ holds 3 classes x 5 folds of 10 ms clips, in both manual layouts:
 import pathlib
 import shutil
 import tempfile
-import time
 from unittest import mock
 
 from absl.testing import parameterized
 import numpy as np
-import requests
 import soundfile as sf
 import tensorflow_datasets as tfds
 
 from keras_audio_cnn.audio_io import AudioDataError, load_clip
-from tfds_builders import common
+from tfds_builders import common, testing
 from tfds_builders.esc50 import esc50_dataset_builder, fake_data
 
 _DUMMY_DATA = pathlib.Path(__file__).parent / "dummy_data"
@@ -120,41 +118,20 @@ class LoadClipTest(parameterized.TestCase):
         self.assertNotIn("\n", str(caught.exception))
 
 
-class BuilderErrorTest(tfds.testing.TestCase):
+class BuilderErrorTest(testing.ArchiveBuilderErrorTestCase):
     """Data problems surface as one-line `AudioDataError`s naming the path."""
 
-    def _prepare(self, manual_dir=None):
-        builder = esc50_dataset_builder.Builder(data_dir=self.tmp_dir)
-        config = tfds.download.DownloadConfig(manual_dir=manual_dir)
-        builder.download_and_prepare(download_config=config)
+    BUILDER = esc50_dataset_builder.Builder
+    HOST = "github.com"
+    EMPTY_MANUAL_MESSAGE = "ESC-50-master.zip or ESC-50-master/"
 
     def _fake(self, **kwargs):
         manual_dir = pathlib.Path(self.tmp_dir) / "manual"
         top = fake_data.write_fake_esc50(manual_dir, classes=(0, 1), seconds=0.01, **kwargs)
         return manual_dir, top
 
-    def _assert_fails_fast(self, pattern, manual_dir=None):
-        start = time.monotonic()
-        with self.assertRaisesRegex(AudioDataError, pattern) as caught:
-            self._prepare(manual_dir)
-        self.assertLess(time.monotonic() - start, 10)
-        self.assertNotIn("\n", str(caught.exception))
-        return str(caught.exception)
-
-    def test_empty_manual_dir_fails_at_once_naming_it(self):
-        empty = pathlib.Path(self.tmp_dir) / "empty_manual"
-        empty.mkdir()
-        with mock.patch.object(tfds.download.DownloadManager, "download_and_extract") as dl:
-            self._assert_fails_fast(f"{empty} holds no ESC-50-master.zip", empty)
-        dl.assert_not_called()
-
     def test_offline_without_manual_copy_fails_fast_with_url_and_path(self):
-        offline = requests.ConnectionError("Failed to resolve 'github.com'")
-        with mock.patch.object(common.requests, "head", side_effect=offline), \
-                mock.patch.object(tfds.download.DownloadManager, "download_and_extract") as dl:
-            message = self._assert_fails_fast("cannot download ESC-50")
-        dl.assert_not_called()
-        self.assertIn(esc50_dataset_builder.URL, message)
+        message = self.offline_message()
         self.assertIn(f"{self.tmp_dir}/downloads/manual/ESC-50-master.zip", message)
 
     def test_category_not_matching_labels_txt(self):

@@ -12,17 +12,15 @@ import pathlib
 import random
 import shutil
 import tempfile
-import time
 from unittest import mock
 
 from absl.testing import parameterized
 import numpy as np
-import requests
 import soundfile as sf
 import tensorflow_datasets as tfds
 
 from keras_audio_cnn.audio_io import AudioDataError, load_clip
-from tfds_builders import common
+from tfds_builders import common, testing
 from tfds_builders.gtzan import fake_data, gtzan_dataset_builder as gtzan
 
 _DUMMY_DATA = pathlib.Path(__file__).parent / "dummy_data"
@@ -241,37 +239,16 @@ class DataRootTest(parameterized.TestCase):
             gtzan._list_clips(top)
 
 
-class BuilderErrorTest(tfds.testing.TestCase):
+class BuilderErrorTest(testing.ArchiveBuilderErrorTestCase):
     """A missing source fails fast with a one-line `AudioDataError` naming the path."""
 
-    def _assert_fails_fast(self, pattern, manual_dir=None):
-        builder = gtzan.Builder(data_dir=self.tmp_dir)
-        config = tfds.download.DownloadConfig(manual_dir=manual_dir)
-        start = time.monotonic()
-        with self.assertRaisesRegex(AudioDataError, pattern) as caught:
-            builder.download_and_prepare(download_config=config)
-        self.assertLess(time.monotonic() - start, 10)
-        self.assertNotIn("\n", str(caught.exception))
-        return str(caught.exception)
-
-    def test_empty_manual_dir_fails_at_once_naming_it(self):
-        empty = pathlib.Path(self.tmp_dir) / "empty_manual"
-        empty.mkdir()
-        with mock.patch.object(tfds.download.DownloadManager, "download_and_extract") as dl:
-            self._assert_fails_fast(
-                f"{empty} holds no genres.tar.gz or genres/ or genres_original/", empty
-            )
-        dl.assert_not_called()
+    BUILDER = gtzan.Builder
+    HOST = "opihi.cs.uvic.ca"
+    EMPTY_MANUAL_MESSAGE = "genres.tar.gz or genres/ or genres_original/"
 
     def test_offline_without_manual_copy_fails_fast_with_url_and_path(self):
-        offline = requests.ConnectionError("Failed to resolve 'opihi.cs.uvic.ca'")
-        with mock.patch.object(common.requests, "head", side_effect=offline), \
-                mock.patch.object(tfds.download.DownloadManager, "download_and_extract") as dl:
-            message = self._assert_fails_fast("cannot download GTZAN")
-        dl.assert_not_called()
-        self.assertIn(gtzan.URL, message)
-        self.assertIn(f"genres.tar.gz (its original address is dead)", message)
-        self.assertIn(f"in {self.tmp_dir}/downloads/manual/", message)
+        message = self.offline_message()
+        self.assertIn("genres.tar.gz (its original address is dead)", message)
         self.assertIn("genres_original/", message)
 
     def test_unprepared_builder_has_no_skipped_files_record(self):

@@ -11,16 +11,12 @@ import csv
 import pathlib
 import shutil
 import tempfile
-import time
-from unittest import mock
 
 import numpy as np
-import requests
 import soundfile as sf
 import tensorflow_datasets as tfds
 
-from keras_audio_cnn.audio_io import AudioDataError
-from tfds_builders import common
+from tfds_builders import testing
 from tfds_builders.urbansound8k import fake_data, urbansound8k_dataset_builder
 
 _DUMMY_DATA = pathlib.Path(__file__).parent / "dummy_data"
@@ -181,13 +177,12 @@ class FakeDataBuildTest(tfds.testing.TestCase):
         self.assertGreater(exact, 0)
 
 
-class BuilderErrorTest(tfds.testing.TestCase):
+class BuilderErrorTest(testing.ArchiveBuilderErrorTestCase):
     """Data problems surface as one-line `AudioDataError`s naming the path."""
 
-    def _prepare(self, manual_dir=None):
-        builder = Builder(data_dir=self.tmp_dir)
-        config = tfds.download.DownloadConfig(manual_dir=manual_dir)
-        builder.download_and_prepare(download_config=config)
+    BUILDER = Builder
+    HOST = "zenodo.org"
+    EMPTY_MANUAL_MESSAGE = "UrbanSound8K.tar.gz or UrbanSound8K/"
 
     def _fake(self):
         manual_dir = pathlib.Path(self.tmp_dir) / "manual"
@@ -196,14 +191,6 @@ class BuilderErrorTest(tfds.testing.TestCase):
         )
         return manual_dir, top
 
-    def _assert_fails_fast(self, pattern, manual_dir=None):
-        start = time.monotonic()
-        with self.assertRaisesRegex(AudioDataError, pattern) as caught:
-            self._prepare(manual_dir)
-        self.assertLess(time.monotonic() - start, 10)
-        self.assertNotIn("\n", str(caught.exception))
-        return str(caught.exception)
-
     def _edit_csv(self, top, old, new):
         csv_path = top / fake_data.CSV_NAME
         text = csv_path.read_text()
@@ -211,20 +198,8 @@ class BuilderErrorTest(tfds.testing.TestCase):
         csv_path.write_text(text.replace(old, new, 1))
         return csv_path
 
-    def test_empty_manual_dir_fails_at_once_naming_it(self):
-        empty = pathlib.Path(self.tmp_dir) / "empty_manual"
-        empty.mkdir()
-        with mock.patch.object(tfds.download.DownloadManager, "download_and_extract") as dl:
-            self._assert_fails_fast(f"{empty} holds no UrbanSound8K.tar.gz or UrbanSound8K/", empty)
-        dl.assert_not_called()
-
     def test_offline_without_manual_copy_fails_fast_with_url_and_path(self):
-        offline = requests.ConnectionError("Failed to resolve 'zenodo.org'")
-        with mock.patch.object(common.requests, "head", side_effect=offline), \
-                mock.patch.object(tfds.download.DownloadManager, "download_and_extract") as dl:
-            message = self._assert_fails_fast("cannot download UrbanSound8K")
-        dl.assert_not_called()
-        self.assertIn(urbansound8k_dataset_builder.URL, message)
+        message = self.offline_message()
         self.assertIn(f"{self.tmp_dir}/downloads/manual/UrbanSound8K.tar.gz", message)
 
     def test_corrupt_file_in_dataset_is_named(self):
