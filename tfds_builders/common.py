@@ -104,6 +104,15 @@ class ArchiveBuilder(tfds.core.GeneratorBasedBuilder):
             )
         return self._download(dl_manager)
 
+    def _official_folds(self, root, rows, num_folds):
+        """Split generators `fold1`..`foldN`, each of the metadata rows of its fold."""
+        return {
+            f"fold{fold}": self._generate_examples(
+                root, [row for row in rows if row["fold"] == fold]
+            )
+            for fold in range(1, num_folds + 1)
+        }
+
     def _manual_root(self, dl_manager):
         """The data root of the manual copy, or None if there is none."""
         try:

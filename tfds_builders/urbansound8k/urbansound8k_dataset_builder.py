@@ -118,12 +118,7 @@ class Builder(common.ArchiveBuilder):
         root = self._source_root(dl_manager)
 
         rows = _read_metadata(root, self.info.features["label"].names)
-        return {
-            f"fold{fold}": self._generate_examples(
-                root, [row for row in rows if row["fold"] == fold]
-            )
-            for fold in range(1, NUM_FOLDS + 1)
-        }
+        return self._official_folds(root, rows, NUM_FOLDS)
 
     def _generate_examples(self, root, rows):
         # Files are audio/fold{fold}/{fsID}-{classID}-{occurrenceID}-{sliceID}.wav,
