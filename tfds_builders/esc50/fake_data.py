@@ -24,7 +24,8 @@ import shutil
 import zipfile
 
 import numpy as np
-import soundfile as sf
+
+from tfds_builders import fake_audio
 
 ARCHIVE_TOP = "ESC-50-master"
 NUM_CLASSES = 50
@@ -59,9 +60,7 @@ def _tone(rng, target, seconds, rate, channels):
 
 
 def _wav_bytes(signal, rate, subtype):
-    buffer = io.BytesIO()
-    sf.write(buffer, signal, rate, subtype=subtype, format="WAV")
-    return buffer.getvalue()
+    return fake_audio.audio_bytes(signal, rate, subtype)
 
 
 def write_fake_esc50(

@@ -31,12 +31,12 @@ import gzip
 import io
 import pathlib
 import shutil
-import struct
 import tarfile
 import typing
 
 import numpy as np
-import soundfile as sf
+
+from tfds_builders import fake_audio
 
 ARCHIVE_TOP = "UrbanSound8K"
 ARCHIVE_NAME = "UrbanSound8K.tar.gz"
@@ -108,21 +108,7 @@ def _tone(rng, class_id, seconds, rate, channels):
 
 
 def _wav_bytes(signal, encoding):
-    buffer = io.BytesIO()
-    sf.write(buffer, signal, encoding.rate, subtype=encoding.subtype, format=encoding.container)
-    return _zero_peak_timestamp(bytearray(buffer.getvalue()))
-
-
-def _zero_peak_timestamp(wav):
-    """Zeroes the write time libsndfile stores in the PEAK chunk of float WAVs."""
-    position = 12  # After "RIFF", the size and "WAVE".
-    while position + 8 <= len(wav):
-        chunk_id = bytes(wav[position : position + 4])
-        (size,) = struct.unpack("<I", wav[position + 4 : position + 8])
-        if chunk_id == b"PEAK":  # version (4 bytes), timestamp (4 bytes), peaks.
-            wav[position + 12 : position + 16] = bytes(4)
-        position += 8 + size + (size & 1)
-    return bytes(wav)
+    return fake_audio.audio_bytes(signal, encoding.rate, encoding.subtype, encoding.container)
 
 
 def write_fake_urbansound8k(
