@@ -1,8 +1,9 @@
-"""Evaluates every fold model of a run on its own held-out fold.
+"""Evaluates every model of a run on the data it held out; ensembles runs.
 
     python evaluate.py --model_dir=runs/esc50_DenseNet201
+    python evaluate.py --model_dir=runs/esc50_DenseNet201 --model_dir=runs/esc50_ResNet50
 
-Data flags default to what train.py recorded in the run's run.json.
+Data flags default to what train.py recorded in the first run's run.json.
 """
 
 import os
@@ -12,10 +13,18 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # hide TensorFlow's info lin
 
 from absl import app, flags
 
-flags.DEFINE_string("model_dir", None, "A directory written by train.py.", required=True)
+flags.DEFINE_multi_string(
+    "model_dir", None,
+    "A directory written by train.py; repeat to ensemble several runs (e.g. backbones).",
+    required=True)
 flags.DEFINE_string("data_dir", None, "TFDS data directory (default: the run's).")
 flags.DEFINE_string("manual_dir", None, "Directory holding the dataset's archive (default: the run's).")
 flags.DEFINE_integer("batch_size", None, "Evaluation batch size (default: the run's).")
+flags.DEFINE_string(
+    "output_dir", None,
+    "Where evaluation.json, evaluation.md and report.md go (default: the only --model_dir, "
+    "or runs/ensemble_<dataset> for several).")
+flags.DEFINE_integer("saliency", 0, "Write gradient-map figures for this many clips per class.")
 FLAGS = flags.FLAGS
 
 
@@ -27,11 +36,13 @@ def main(argv):
 
     run_or_exit(
         "evaluate.py",
-        evaluation.evaluate_run,
+        evaluation.evaluate_runs,
         FLAGS.model_dir,
         data_dir=FLAGS.data_dir,
         manual_dir=FLAGS.manual_dir,
         batch_size=FLAGS.batch_size,
+        output_dir=FLAGS.output_dir,
+        saliency=FLAGS.saliency,
     )
 
 

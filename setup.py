@@ -27,6 +27,7 @@ setuptools.setup(
         "librosa>=0.10",
         "soundfile>=0.12",
         "absl-py",
+        "matplotlib",  # evaluate.py's report and gradient-map figures
         "tensorboard",  # TensorFlow 2.21 no longer installs it; training logs to it
         # tensorflow-datasets 4.9.10 imports it without declaring it
         # (tensorflow/datasets#11212).

@@ -19,7 +19,13 @@ flags.DEFINE_string(
     "or tfds:NAME for a TFDS catalog audio dataset.")
 flags.DEFINE_string("backbone", "DenseNet201", "A keras.applications model name.")
 flags.DEFINE_string("weights", "imagenet", "imagenet, none, or a Keras weights file for the backbone.")
-flags.DEFINE_enum("trainable", "all", ["all", "head"], "all: fine-tune everything; head: freeze the backbone.")
+flags.DEFINE_string(
+    "trainable", "all",
+    "all: fine-tune everything; head: freeze the backbone; from:<block>: freeze the "
+    "backbone's layers before that block (e.g. from:conv4_block1 for DenseNet201).")
+flags.DEFINE_string(
+    "reinit_from", None,
+    "Re-initialise the backbone from this block on, keeping the (pretrained) layers before it.")
 flags.DEFINE_list("folds", [], "Folds to hold out, e.g. 1,3 (default: every fold).")
 flags.DEFINE_integer("epochs", 70, "Training epochs per fold.")
 flags.DEFINE_integer("batch_size", 32, "Global batch size (split across replicas).")
@@ -29,7 +35,13 @@ flags.DEFINE_integer("lr_decay_epochs", 30, "Multiply the learning rate by --lr_
 flags.DEFINE_float("lr_decay_factor", 0.1, "Step decay factor of the learning rate.")
 flags.DEFINE_float("dropout", 0.0, "Dropout before the output layer.")
 flags.DEFINE_boolean("precise_bn", True, "Re-estimate BatchNorm statistics over the training folds before evaluating.")
-flags.DEFINE_integer("seed", 0, "Random seed (fold k uses seed + k).")
+flags.DEFINE_string(
+    "augment", "paper",
+    "none, or a comma list of: paper (random pitch shift of -2..2 semitones and time "
+    "stretch 0.9..1.2 on a copy of every clip), specaugment (masks), mixup.")
+flags.DEFINE_integer("runs", 1, "Models per fold, with different seeds (evaluate.py ensembles them).")
+flags.DEFINE_boolean("deterministic", False, "TensorFlow op determinism: bit-identical reruns on one machine.")
+flags.DEFINE_integer("seed", 0, "Random seed (fold k, run r use seed + 1000 (r - 1) + k).")
 flags.DEFINE_string("data_dir", None, "TFDS data directory (default: TFDS's, ~/tensorflow_datasets).")
 flags.DEFINE_string("manual_dir", None, "Directory holding the dataset's archive for offline preparation.")
 flags.DEFINE_string("audio_dir", None, "audio_folder: a folder with one sub-folder of audio files per class.")

@@ -63,11 +63,15 @@ class Source:
     # For carved folds: the fold number of every example of `train`, in order.
     fold_of_example: np.ndarray | None = None
 
-    def load(self, task, part, batch_size, *, shuffle=False, seed=0):
+    def load(self, task, part, batch_size, *, shuffle=False, seed=0, flags=False,
+             copies=False):
         """Batched `(waveform float32 [batch, num_samples], label)` of a task's part.
 
         `part` is "train", "valid" or "test". With `shuffle`, files are read in a
-        seeded order and examples pass a seeded buffer redrawn every epoch.
+        seeded order and examples pass a seeded buffer redrawn every epoch. With
+        `flags`, inputs are `(waveform, augment_flag)`, the flag 0.0; with
+        `copies`, every clip also comes a second time with flag 1.0 (the copy that
+        the training model augments), doubling the epoch as in the paper.
         """
         split = getattr(task, part)
         ds = self.builder.as_dataset(
@@ -85,6 +89,12 @@ class Source:
                 return fold == wanted if part == "test" else fold != wanted
 
             ds = ds.enumerate().filter(in_part).map(lambda index, example: example)
+        if copies:
+            ds = ds.flat_map(
+                lambda example: tf.data.Dataset.from_tensors(dict(example, _flag=0.0)).concatenate(
+                    tf.data.Dataset.from_tensors(dict(example, _flag=1.0))
+                )
+            )
         if shuffle:
             ds = ds.shuffle(2048, seed=seed, reshuffle_each_iteration=True)
         audio = self.builder.info.features[self.audio_key]
@@ -98,6 +108,9 @@ class Source:
             waveform = waveform[:length]
             waveform = tf.pad(waveform, [[0, length - tf.shape(waveform)[0]]])
             waveform = tf.ensure_shape(waveform, [length])
+            if flags:
+                flag = example.get("_flag", tf.constant(0.0))
+                return (waveform, flag), example[self.label_key]
             return waveform, example[self.label_key]
 
         ds = ds.map(to_waveform, num_parallel_calls=tf.data.AUTOTUNE)

@@ -1,19 +1,33 @@
-"""Evaluates a run's fold models on their held-out folds, from the files alone."""
+"""Evaluates trained models on the data they held out, alone and as ensembles.
+
+Every model directory of a task (`fold3/`, or `fold3/run1/`, `fold3/run2/`... with
+`--runs`) held that task's test part out; models of several `train.py` runs (e.g.
+DenseNet201, ResNet50 and InceptionV3) are averaged per task, and only models that
+held the task out ever take part: each model's `metrics.json` records the splits it
+was trained and tested on, and a model whose record does not match the task is
+refused.
+"""
 
 import json
 import os
+import re
 
+import numpy as np
 import tensorflow as tf
 
 from keras_audio_cnn import data, training
 
 
 class EvaluationError(ValueError):
-    """A model directory that cannot be evaluated as asked."""
+    """Model directories that cannot be evaluated as asked."""
 
 
 def read_run(model_dir):
     """The flags a `train.py` run recorded in `model_dir/run.json`."""
+    if not os.path.isdir(model_dir):
+        raise EvaluationError(
+            f"--model_dir={model_dir} does not exist; pass a directory train.py wrote"
+        )
     path = os.path.join(model_dir, "run.json")
     if not os.path.isfile(path):
         raise EvaluationError(
@@ -24,59 +38,201 @@ def read_run(model_dir):
         return json.load(f)
 
 
-def trained_tasks(model_dir):
-    """Names of the task directories (`fold3`, `test`) holding a `model.keras`."""
-    return sorted(
-        name for name in os.listdir(model_dir)
-        if os.path.isfile(os.path.join(model_dir, name, "model.keras"))
-    )
+def run_directories(model_dir, task_name):
+    """Directories holding a finished model of one task: `task/` or `task/run*/`."""
+    task_dir = os.path.join(model_dir, task_name)
+    if os.path.isfile(os.path.join(task_dir, "metrics.json")):
+        return [task_dir]
+    if not os.path.isdir(task_dir):
+        return []
+    runs = [n for n in os.listdir(task_dir) if re.fullmatch(r"run\d+", n)]
+    return [
+        os.path.join(task_dir, n)
+        for n in sorted(runs, key=lambda n: int(n[3:]))
+        if os.path.isfile(os.path.join(task_dir, n, "metrics.json"))
+    ]
 
 
-def evaluate_run(model_dir, data_dir=None, manual_dir=None, batch_size=None):
-    """Loads every task model with `tf.keras.models.load_model` and tests it.
-
-    Each model is evaluated only on the part of the data it held out. Returns the
-    summary (per-task accuracy, mean and std) and writes `evaluation.json` and
-    `evaluation.md` into `model_dir`.
-    """
-    if not os.path.isdir(model_dir):
-        raise EvaluationError(f"--model_dir={model_dir} does not exist; pass a directory train.py wrote")
-    run = read_run(model_dir)
-    names = trained_tasks(model_dir)
-    if not names:
+def _check_held_out(run_dir, metrics, task, class_names):
+    """Refuses a model that was not trained for exactly this task, or on other classes."""
+    trained = (metrics.get("task"), metrics.get("train_split"), metrics.get("test_split"),
+               metrics.get("carved_fold"))
+    expected = (task.name, task.train, task.test, task.fold)
+    if trained != expected:
         raise EvaluationError(
-            f"{model_dir} has no fold*/model.keras yet; let train.py finish a fold first"
+            f"{run_dir} was trained on {trained[1]!r} and held out {trained[2]!r} "
+            f"(fold {trained[3]}), not this task's {task.train!r} / {task.test!r}; "
+            "it would be tested on clips it trained on"
         )
+    if metrics.get("class_names") != class_names:
+        raise EvaluationError(
+            f"{run_dir} predicts other classes than the dataset has "
+            f"({len(metrics.get('class_names') or [])} vs {len(class_names)}); "
+            "ensemble only models of one dataset"
+        )
+
+
+def _probabilities(model, dataset):
+    logits = model.predict(dataset.map(lambda waveform, label: waveform), verbose=0)
+    return tf.nn.softmax(logits.astype("float64")).numpy()
+
+
+def _scores(probabilities, labels, num_classes):
+    predicted = probabilities.argmax(axis=1)
+    confusion = np.zeros((num_classes, num_classes), dtype=int)
+    np.add.at(confusion, (labels, predicted), 1)
+    chosen = probabilities[np.arange(len(labels)), labels]
+    return {
+        "accuracy": float((predicted == labels).mean()),
+        "loss": float(-np.log(np.maximum(chosen, 1e-12)).mean()),
+        "confusion_matrix": confusion.tolist(),
+    }
+
+
+def _label(model_dirs, model_dir, run_dir):
+    """How a model is named in tables: its run directory, relative to its model_dir."""
+    relative = os.path.relpath(run_dir, model_dir)
+    return relative if len(model_dirs) == 1 else f"{os.path.basename(os.path.normpath(model_dir))}/{relative}"
+
+
+def evaluate_runs(model_dirs, data_dir=None, manual_dir=None, batch_size=None,
+                  output_dir=None, saliency=0):
+    """Evaluates every model of `model_dirs` on its held-out data; ensembles per task.
+
+    Returns the summary and writes `evaluation.json`, `evaluation.md` and
+    `report.md` (with figures) into `output_dir` (default: the only model_dir, or
+    `runs/ensemble_<dataset>` for several). With `saliency` > 0 also writes that
+    many gradient-map figures per class of each task's held-out data.
+    """
+    if isinstance(model_dirs, str):
+        model_dirs = [model_dirs]
+    runs = [read_run(d) for d in model_dirs]
+    datasets = sorted({r["dataset"] for r in runs})
+    if len(datasets) > 1:
+        raise EvaluationError(
+            f"the model dirs were trained on different datasets ({', '.join(datasets)}); "
+            "ensemble only runs of one dataset"
+        )
+    first = runs[0]
     source = data.open_source(
-        run["dataset"],
-        data_dir or run.get("data_dir"),
-        manual_dir or run.get("manual_dir"),
-        audio_dir=run.get("audio_dir"),
-        sample_rate=run.get("sample_rate"),
-        clip_seconds=run.get("clip_seconds"),
-        num_folds=run.get("num_folds"),
+        first["dataset"],
+        data_dir or first.get("data_dir"),
+        manual_dir or first.get("manual_dir"),
+        audio_dir=first.get("audio_dir"),
+        sample_rate=first.get("sample_rate"),
+        clip_seconds=first.get("clip_seconds"),
+        num_folds=first.get("num_folds"),
     )
-    tasks = {task.name: task for task in source.tasks}
-    batch_size = batch_size or run.get("batch_size", 32)
-    task_metrics = {}
-    for name in names:
-        if name not in tasks:
-            raise EvaluationError(
-                f"{model_dir}/{name}: {run['dataset']} has no such part; its protocol is "
-                f"{', '.join(tasks)}"
-            )
-        model = tf.keras.models.load_model(os.path.join(model_dir, name, "model.keras"))
-        test_ds = source.load(tasks[name], "test", batch_size)
-        task_metrics[name] = training.evaluate(model, test_ds, len(source.class_names))
-        print(f"{name}: accuracy {100 * task_metrics[name]['accuracy']:.2f}% "
-              f"({task_metrics[name]['num_examples']} clips)")
-    summary = training.summarize(task_metrics)
-    summary.update(dataset=run["dataset"], backbone=run["backbone"], tasks=task_metrics)
-    training.write_json(os.path.join(model_dir, "evaluation.json"), summary)
-    table = training.format_accuracy_table(
-        summary, f"{run['dataset']}, {run['backbone']}: held-out accuracy"
+    for run in runs[1:]:
+        for key in ("audio_dir", "sample_rate", "clip_seconds", "num_folds"):
+            if run.get(key) != first.get(key):
+                raise EvaluationError(
+                    f"{run['model_dir']} used --{key}={run.get(key)}, {first['model_dir']} "
+                    f"--{key}={first.get(key)}: not the same data"
+                )
+    members = {
+        task.name: [(d, r) for d in model_dirs for r in run_directories(d, task.name)]
+        for task in source.tasks
+    }
+    if not any(members.values()):
+        raise EvaluationError(
+            f"{', '.join(model_dirs)}: no finished model yet (no */metrics.json); let "
+            "train.py finish a fold first"
+        )
+    names = source.class_names
+    batch_size = batch_size or first.get("batch_size", 32)
+    output_dir = output_dir or (
+        model_dirs[0] if len(model_dirs) == 1
+        else os.path.join("runs", "ensemble_" + first["dataset"].replace("/", "_").replace(":", "_"))
     )
-    with open(os.path.join(model_dir, "evaluation.md"), "w") as f:
+
+    tasks, rows, histories = {}, [], {}
+    confusion_total = np.zeros((len(names), len(names)), dtype=int)
+    for task in source.tasks:
+        if not members[task.name]:
+            continue
+        test_ds = source.load(task, "test", batch_size)
+        labels = np.concatenate([label.numpy() for _, label in test_ds])
+        run_accuracy, probabilities, first_model = {}, [], None
+        for model_dir, run_dir in members[task.name]:
+            with open(os.path.join(run_dir, "metrics.json")) as f:
+                _check_held_out(run_dir, json.load(f), task, names)
+            model = tf.keras.models.load_model(os.path.join(run_dir, "model.keras"))
+            first_model = first_model or model
+            p = _probabilities(model, test_ds)
+            label = _label(model_dirs, model_dir, run_dir)
+            run_accuracy[label] = float((p.argmax(axis=1) == labels).mean())
+            probabilities.append(p)
+            if os.path.exists(os.path.join(run_dir, "history.csv")):
+                histories[label] = os.path.join(run_dir, "history.csv")
+        ensemble = _scores(np.mean(probabilities, axis=0), labels, len(names))
+        accuracies = np.array(list(run_accuracy.values()))
+        tasks[task.name] = dict(
+            ensemble,
+            models=list(run_accuracy),
+            run_accuracy=run_accuracy,
+            run_mean=float(accuracies.mean()),
+            run_std=float(accuracies.std()),
+            num_examples=int(len(labels)),
+        )
+        confusion_total += np.array(ensemble["confusion_matrix"])
+        rows.append({"task": task.name, "runs": list(accuracies), "mean": float(accuracies.mean()),
+                     "std": float(accuracies.std()), "ensemble": ensemble["accuracy"]})
+        print(f"{task.name}: " + ", ".join(f"{k} {100 * a:.2f}%" for k, a in run_accuracy.items())
+              + (f"; ensemble of {len(run_accuracy)}: {100 * ensemble['accuracy']:.2f}%"
+                 if len(run_accuracy) > 1 else ""))
+        if saliency:
+            _write_saliency(first_model, task, source, labels, saliency, batch_size,
+                            os.path.join(output_dir, "saliency", task.name))
+
+    ensemble_accuracy = np.array([t["accuracy"] for t in tasks.values()])
+    all_runs = np.concatenate([list(t["run_accuracy"].values()) for t in tasks.values()])
+    summary = {
+        "dataset": first["dataset"],
+        "model_dirs": list(model_dirs),
+        "backbones": [r["backbone"] for r in runs],
+        "class_names": names,
+        "accuracy": {name: t["accuracy"] for name, t in tasks.items()},
+        "mean_accuracy": float(ensemble_accuracy.mean()),
+        "std_accuracy": float(ensemble_accuracy.std()),
+        "mean_run_accuracy": float(all_runs.mean()),
+        "tasks": tasks,
+    }
+    os.makedirs(output_dir, exist_ok=True)
+    training.write_json(os.path.join(output_dir, "evaluation.json"), summary)
+    title = f"{first['dataset']}, {' + '.join(sorted(set(summary['backbones'])))}"
+    table = training.format_accuracy_table(summary, f"{title}: held-out accuracy")
+    with open(os.path.join(output_dir, "evaluation.md"), "w") as f:
         f.write(table)
+    from keras_audio_cnn import report  # matplotlib only when a report is written
+
+    report.write_report(
+        output_dir,
+        title=title,
+        class_names=names,
+        confusion=confusion_total,
+        rows=rows,
+        histories=histories,
+        notes=[
+            "Each task's models were all trained without its test data; an ensemble "
+            "averages their softmax probabilities.",
+            f"Model directories: {', '.join(model_dirs)}.",
+        ],
+    )
     print(table)
     return summary
+
+
+def _write_saliency(model, task, source, labels, per_class, batch_size, out_dir):
+    from keras_audio_cnn import saliency
+
+    wanted = []
+    for label in np.unique(labels):
+        wanted += list(np.flatnonzero(labels == label)[:per_class])
+    wanted = sorted(wanted)
+    waveforms = np.concatenate(
+        [w.numpy() for w, _ in source.load(task, "test", batch_size)]
+    )[wanted]
+    saliency.write_saliency_figures(
+        model, waveforms, labels[wanted], source.class_names, out_dir, prefix=f"{task.name}_"
+    )

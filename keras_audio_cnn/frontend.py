@@ -27,6 +27,9 @@ NUM_MEL_BINS = 128
 # 250 frames for a 5 s clip: the paper's image width, kept per second of audio so
 # longer clips (30 s of GTZAN: 1500 frames) get proportionally wider images.
 FRAMES_PER_SECOND = 50
+# Clips shorter than 1.5 s are stretched to this many frames, the smallest width
+# every keras.applications backbone accepts (InceptionV3 needs 75).
+MIN_FRAMES = 75
 MIN_POWER = 1e-6
 # `MelSpectrogram` clips to `max - top_db` over the whole batch, which would make
 # one clip's features depend on the rest of its batch. Power is bounded below by
@@ -42,7 +45,7 @@ def _samples(milliseconds, sample_rate):
 
 def image_shape(sample_rate, num_samples):
     """The (mel bands, time frames, channels) shape of the spectrogram image."""
-    frames = max(1, int(round(num_samples / sample_rate * FRAMES_PER_SECOND)))
+    frames = max(MIN_FRAMES, int(round(num_samples / sample_rate * FRAMES_PER_SECOND)))
     return (NUM_MEL_BINS, frames, len(WINDOWS_MS))
 
 

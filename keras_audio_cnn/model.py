@@ -1,13 +1,21 @@
 """Waveform-in classifiers: log-mel frontend, normalisation, an ImageNet backbone."""
 
 import os
+import re
 
 import keras
 import numpy as np
 
 from keras_audio_cnn import frontend
 
-TRAINABLE_CHOICES = ("all", "head")
+# Block names inside keras.applications layer names: DenseNet/ResNet "conv4_block1",
+# EfficientNet "block5a", MobileNetV3 "expanded_conv_5", Inception "mixed5".
+_BLOCK_PATTERNS = (
+    re.compile(r"^(conv\d+_block\d+)_"),
+    re.compile(r"^(block\d+[a-z])_"),
+    re.compile(r"^(expanded_conv(?:_\d+)?)_"),
+    re.compile(r"^(mixed\d+)(?:_|$)"),
+)
 
 # Mean and standard deviation of ImageNet RGB pixels (0-255), the input statistics
 # ImageNet-trained weights were fitted to.
@@ -79,14 +87,92 @@ def _resolve_weights(weights):
     return weights
 
 
-def check_options(backbone, weights, trainable):
+def _block_of(layer_name):
+    for pattern in _BLOCK_PATTERNS:
+        match = pattern.match(layer_name)
+        if match:
+            return match.group(1)
+    return None
+
+
+def block_names(backbone_model):
+    """The backbone's block names, in order (e.g. "conv4_block1" of DenseNet)."""
+    names = []
+    for layer in backbone_model.layers:
+        block = _block_of(layer.name)
+        if block and block not in names:
+            names.append(block)
+    return names
+
+
+def block_start(backbone_model, name, flag):
+    """Index of the first layer of block `name` (or of the layer so named)."""
+    for index, layer in enumerate(backbone_model.layers):
+        if layer.name == name or _block_of(layer.name) == name:
+            return index
+    blocks = block_names(backbone_model) or [layer.name for layer in backbone_model.layers]
+    raise ModelConfigError(
+        f"{flag}: {backbone_model.name} has no block or layer {name!r}; its blocks are: "
+        f"{', '.join(blocks)}"
+    )
+
+
+def _check_trainable(trainable):
+    if trainable in ("all", "head") or (trainable.startswith("from:") and trainable[5:]):
+        return
+    raise ModelConfigError(
+        f"unknown --trainable={trainable!r}; choose all, head, or from:<block> "
+        "(e.g. from:conv4_block1 for DenseNet201)"
+    )
+
+
+def check_options(backbone, weights, trainable, reinit_from=None):
     """Raises `ModelConfigError` for options `build_model` would refuse."""
-    _backbone_constructor(backbone)
+    constructor = _backbone_constructor(backbone)
     _resolve_weights(weights)
-    if trainable not in TRAINABLE_CHOICES:
-        raise ModelConfigError(
-            f"unknown --trainable={trainable!r}; choose one of: {', '.join(TRAINABLE_CHOICES)}"
-        )
+    _check_trainable(trainable)
+    if trainable.startswith("from:") or reinit_from:
+        # Block names do not depend on the input size or the weights.
+        probe = constructor(include_top=False, weights=None, input_shape=(128, 128, 3))
+        if trainable.startswith("from:"):
+            block_start(probe, trainable[5:], "--trainable")
+        if reinit_from:
+            block_start(probe, reinit_from, "--reinit_from")
+
+
+def set_trainable(backbone_model, trainable):
+    """Applies --trainable: all, head (backbone frozen), from:<block> (earlier frozen)."""
+    _check_trainable(trainable)
+    backbone_model.trainable = trainable != "head"
+    if trainable.startswith("from:"):
+        start = block_start(backbone_model, trainable[5:], "--trainable")
+        for layer in backbone_model.layers[:start]:
+            layer.trainable = False
+
+
+def reinitialize_from(backbone_model, block):
+    """Re-draws the weights of every layer from `block` on with its own initialisers.
+
+    The paper's question "how much of the pretrained weights is useful": layers
+    before the block keep their (pretrained) weights. Returns the number of
+    variables re-initialised.
+    """
+    start = block_start(backbone_model, block, "--reinit_from")
+    count = 0
+    for layer in backbone_model.layers[start:]:
+        for variable in layer.weights:
+            short = variable.name
+            initializer = getattr(layer, f"{short}_initializer", None)
+            if initializer is None and short.endswith("_kernel"):  # depthwise_kernel
+                initializer = getattr(layer, short.replace("_kernel", "_initializer"), None)
+            if initializer is None:
+                raise ModelConfigError(
+                    f"--reinit_from: cannot re-initialise {variable.path} "
+                    f"(layer {layer.name} has no {short}_initializer)"
+                )
+            variable.assign(keras.initializers.get(initializer)(variable.shape, variable.dtype))
+            count += 1
+    return count
 
 
 def build_backbone(name, input_shape, weights="imagenet"):
@@ -105,6 +191,7 @@ def build_model(
     *,
     weights="imagenet",
     trainable="all",
+    reinit_from=None,
     dropout=0.0,
     mean=None,
     variance=None,
@@ -120,7 +207,10 @@ def build_model(
         weights: "imagenet", "none" (random initialisation) or the path of a
             weights file for the backbone (e.g. Keras's `*_notop.h5` download,
             or `backbone.save_weights(...)` output).
-        trainable: "all" fine-tunes everything; "head" freezes the backbone.
+        trainable: "all" fine-tunes everything; "head" freezes the backbone;
+            "from:<block>" freezes the backbone's layers before that block.
+        reinit_from: a backbone block name: re-initialise every layer from it on
+            (after loading `weights`), keeping the weights before it.
         dropout: dropout rate before the output layer.
         mean, variance: per-channel statistics of the training data's
             spectrogram images (`training.image_statistics`); zeros and ones
@@ -130,7 +220,7 @@ def build_model(
         An uncompiled `keras.Model` with layers named "waveform", "logmel_*",
         "normalization", the backbone, "pool", "dropout" and "predictions".
     """
-    check_options(backbone, weights, trainable)
+    _check_trainable(trainable)
     shape = frontend.image_shape(sample_rate, num_samples)
     if mean is None:
         mean, variance = np.zeros(shape[-1]), np.ones(shape[-1])
@@ -138,7 +228,9 @@ def build_model(
 
     # Layers.
     base = build_backbone(backbone, shape, weights)
-    base.trainable = trainable == "all"
+    set_trainable(base, trainable)
+    if reinit_from:
+        reinitialize_from(base, reinit_from)
     normalization = keras.layers.Normalization(
         axis=-1,
         mean=norm_mean.astype("float32"),

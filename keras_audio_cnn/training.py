@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_audio_cnn import data, frontend, model as model_lib
+from keras_audio_cnn import augment, data, frontend, model as model_lib
 
 
 @dataclasses.dataclass
@@ -28,6 +28,7 @@ class TrainConfig:
     backbone: str = "DenseNet201"
     weights: str = "imagenet"
     trainable: str = "all"
+    reinit_from: str | None = None
     folds: tuple = ()  # empty: every fold of the dataset
     epochs: int = 70
     batch_size: int = 32
@@ -37,6 +38,9 @@ class TrainConfig:
     lr_decay_factor: float = 0.1
     dropout: float = 0.0
     precise_bn: bool = True
+    augment: str = "paper"  # comma list of paper, specaugment, mixup; or none
+    runs: int = 1
+    deterministic: bool = False
     seed: int = 0
     data_dir: str | None = None
     manual_dir: str | None = None
@@ -201,15 +205,53 @@ def _learning_rate_schedule(config):
     return schedule
 
 
-def train_task(config, source, task, task_dir, strategy):
+AUGMENT_POLICIES = ("paper", "specaugment", "mixup")
+
+
+def augment_policies(spec):
+    """The policies of an --augment value ("paper,mixup", "none")."""
+    policies = tuple(p for p in spec.split(",") if p and p != "none")
+    unknown = [p for p in policies if p not in AUGMENT_POLICIES]
+    if unknown:
+        raise RunError(
+            f"unknown --augment={unknown[0]!r}; use none or a comma list of "
+            f"{', '.join(AUGMENT_POLICIES)}"
+        )
+    return policies
+
+
+def training_model(model, policies, sample_rate, seed):
+    """The model `fit` trains: `model` with augmentation between frontend and backbone.
+
+    It takes `(waveform, augment_flag)` and shares every layer, so training it
+    trains `model`, which stays free of augmentation (and is what is saved).
+    """
+    image_policies = tuple(p for p in policies if p != "mixup")
+    flag = keras.Input(shape=(), name="augment_flag")
+    image = model.get_layer("logmel_image").output
+    x = augment.Augment(image_policies, sample_rate, seed=seed, name="augment")([image, flag])
+    start = [layer.name for layer in model.layers].index("logmel_image") + 1
+    for layer in model.layers[start:]:
+        x = layer(x)
+    return keras.Model([model.input, flag], x, name=f"{model.name}_training")
+
+
+def train_task(config, source, task, run_dir, strategy, seed):
     """Trains one model of the protocol, evaluates it on its test part, saves it."""
-    keras.utils.set_random_seed(config.seed + _task_number(task))
-    seed = config.seed + _task_number(task)
-    train_ds = source.load(task, "train", config.batch_size, shuffle=True, seed=seed)
+    keras.utils.set_random_seed(seed)
+    policies = augment_policies(config.augment)
+    copies = any(p in policies for p in ("paper", "specaugment"))
+    names = source.class_names
+    train_ds = source.load(task, "train", config.batch_size, shuffle=True, seed=seed,
+                           flags=bool(policies), copies=copies)
+    valid_ds = None
+    if task.valid:
+        valid_ds = source.load(task, "valid", config.batch_size, flags=bool(policies))
+    if "mixup" in policies:
+        train_ds = augment.mixup(train_ds, len(names), seed=seed)
+        valid_ds = valid_ds and valid_ds.map(lambda x, y: (x, tf.one_hot(y, len(names))))
     ordered_train_ds = source.load(task, "train", config.batch_size)
     test_ds = source.load(task, "test", config.batch_size)
-    valid_ds = source.load(task, "valid", config.batch_size) if task.valid else None
-    names = source.class_names
 
     mean, variance = image_statistics(source.sample_rate, source.num_samples, ordered_train_ds)
     with strategy.scope():
@@ -220,22 +262,24 @@ def train_task(config, source, task, task_dir, strategy):
             source.num_samples,
             weights=config.weights,
             trainable=config.trainable,
+            reinit_from=config.reinit_from,
             dropout=config.dropout,
             mean=mean,
             variance=variance,
         )
         add_weight_decay(model, config.weight_decay)
-        model.compile(
-            optimizer=keras.optimizers.Adam(config.learning_rate),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            metrics=["accuracy"],
+        fitted = training_model(model, policies, source.sample_rate, seed) if policies else model
+        loss = (keras.losses.CategoricalCrossentropy if "mixup" in policies
+                else keras.losses.SparseCategoricalCrossentropy)(from_logits=True)
+        fitted.compile(
+            optimizer=keras.optimizers.Adam(config.learning_rate), loss=loss, metrics=["accuracy"]
         )
 
-    backup_dir = os.path.join(task_dir, "backup")
-    history_path = os.path.join(task_dir, "history.csv")
+    backup_dir = os.path.join(run_dir, "backup")
+    history_path = os.path.join(run_dir, "history.csv")
     if not os.path.isdir(backup_dir) and os.path.exists(history_path):
         os.remove(history_path)  # a previous attempt that saved no epoch
-    model.fit(
+    fitted.fit(
         train_ds,
         validation_data=valid_ds,
         epochs=config.epochs,
@@ -243,29 +287,36 @@ def train_task(config, source, task, task_dir, strategy):
         callbacks=[
             keras.callbacks.BackupAndRestore(backup_dir),
             keras.callbacks.CSVLogger(history_path, append=True),
-            keras.callbacks.TensorBoard(os.path.join(task_dir, "logs")),
+            keras.callbacks.TensorBoard(os.path.join(run_dir, "logs")),
             keras.callbacks.LearningRateScheduler(_learning_rate_schedule(config)),
             keras.callbacks.TerminateOnNaN(raise_error=True),
         ],
     )
 
     bn_layers = 0
-    if config.precise_bn and config.trainable == "all":
+    if config.precise_bn:  # frozen BatchNorm layers keep their statistics
         bn_layers = precise_batch_norm(model, ordered_train_ds)
 
     metrics = evaluate(model, test_ds, len(names))
     metrics.update(task=task.name, train_split=task.train, test_split=task.test,
-                   valid_split=task.valid, carved_fold=task.fold,
+                   valid_split=task.valid, carved_fold=task.fold, seed=seed,
                    precise_bn_layers=bn_layers, class_names=names)
 
-    temporary = os.path.join(task_dir, "model.tmp.keras")
+    temporary = os.path.join(run_dir, "model.tmp.keras")
     model.save(temporary)
-    _replace(temporary, os.path.join(task_dir, "model.keras"))
-    temporary = os.path.join(task_dir, "saved_model.tmp")
+    _replace(temporary, os.path.join(run_dir, "model.keras"))
+    temporary = os.path.join(run_dir, "saved_model.tmp")
     export_serving(model, temporary, source.num_samples, names)
-    _replace(temporary, os.path.join(task_dir, "saved_model"))
-    write_json(os.path.join(task_dir, "metrics.json"), metrics)  # marks the task done
+    _replace(temporary, os.path.join(run_dir, "saved_model"))
+    write_json(os.path.join(run_dir, "metrics.json"), metrics)  # marks the run done
     return metrics
+
+
+def run_location(model_dir, task_name, run_number, runs):
+    """(summary key, directory) of one run: `fold1/` alone, `fold1/run2/` among several."""
+    if runs == 1:
+        return task_name, os.path.join(model_dir, task_name)
+    return f"{task_name}/run{run_number}", os.path.join(model_dir, task_name, f"run{run_number}")
 
 
 def _task_number(task):
@@ -330,7 +381,11 @@ def run(config):
     """Trains one model per task of the dataset's protocol and writes the summary."""
     start = time.time()
     # Options are checked before any data is prepared or any output written.
-    model_lib.check_options(config.backbone, config.weights, config.trainable)
+    augment_policies(config.augment)
+    if config.runs < 1:
+        raise RunError(f"--runs={config.runs} must be at least 1")
+    model_lib.check_options(config.backbone, config.weights, config.trainable,
+                            config.reinit_from)
     source = data.open_source(
         config.dataset, config.data_dir, config.manual_dir, audio_dir=config.audio_dir,
         sample_rate=config.sample_rate, clip_seconds=config.clip_seconds,
@@ -348,25 +403,29 @@ def run(config):
                   data_dir=str(source.builder.data_dir_root))
     write_json(os.path.join(model_dir, "run.json"), record)
 
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
     strategy = tf.distribute.MirroredStrategy()
     task_metrics = {}
     for task in tasks:
-        task_dir = os.path.join(model_dir, task.name)
-        metrics_path = os.path.join(task_dir, "metrics.json")
-        if os.path.exists(metrics_path):
-            print(f"{task.name}: already trained, reading {metrics_path}")
-            with open(metrics_path) as f:
-                task_metrics[task.name] = json.load(f)
-            continue
-        os.makedirs(task_dir, exist_ok=True)
-        print(f"{task.name}: training on {task.train}"
-              + (f" (fold {task.fold} left out)" if task.fold else "")
-              + (f", validating on {task.valid}" if task.valid else "")
-              + f", testing on {task.test}"
-              + (f" fold {task.fold}" if task.fold else "")
-              + f" ({strategy.num_replicas_in_sync} replica(s))")
-        task_metrics[task.name] = train_task(config, source, task, task_dir, strategy)
-        print(f"{task.name}: accuracy {100 * task_metrics[task.name]['accuracy']:.2f}%")
+        for run_number in range(1, config.runs + 1):
+            key, run_dir = run_location(model_dir, task.name, run_number, config.runs)
+            metrics_path = os.path.join(run_dir, "metrics.json")
+            if os.path.exists(metrics_path):
+                print(f"{key}: already trained, reading {metrics_path}")
+                with open(metrics_path) as f:
+                    task_metrics[key] = json.load(f)
+                continue
+            os.makedirs(run_dir, exist_ok=True)
+            print(f"{key}: training on {task.train}"
+                  + (f" (fold {task.fold} left out)" if task.fold else "")
+                  + (f", validating on {task.valid}" if task.valid else "")
+                  + f", testing on {task.test}"
+                  + (f" fold {task.fold}" if task.fold else "")
+                  + f" ({strategy.num_replicas_in_sync} replica(s))")
+            seed = config.seed + 1000 * (run_number - 1) + _task_number(task)
+            task_metrics[key] = train_task(config, source, task, run_dir, strategy, seed)
+            print(f"{key}: accuracy {100 * task_metrics[key]['accuracy']:.2f}%")
 
     summary = summarize(task_metrics)
     summary.update(

@@ -14,6 +14,7 @@ from tfds_builders.gtzan import gtzan_dataset_builder
 from tfds_builders.urbansound8k import fake_data as us8k_fake
 
 SMALL = ["--backbone=MobileNetV3Small", "--weights=none", "--epochs=1", "--batch_size=8",
+         "--augment=none",
          "--verbose=2"]
 
 
@@ -28,15 +29,16 @@ def fault_filtered_sample(per_genre):
     ]
 
 
-def train_and_evaluate(tmp_path, *flags):
+def train_and_evaluate(tmp_path, *flags, evaluate=True):
     model_dir = str(tmp_path / "model")
     common = [f"--data_dir={tmp_path / 'tfds'}", f"--model_dir={model_dir}"]
-    trained = run_cli("train.py", *SMALL, *common, *flags)
-    evaluated = run_cli("evaluate.py", f"--model_dir={model_dir}")
+    stdout = run_cli("train.py", *SMALL, *common, *flags).stdout
     summary = read_json(model_dir, "summary.json")
-    evaluation = read_json(model_dir, "evaluation.json")
-    assert evaluation["accuracy"] == summary["accuracy"]  # reproduced from the files
-    return model_dir, summary, trained.stdout + evaluated.stdout
+    if evaluate:
+        stdout += run_cli("evaluate.py", f"--model_dir={model_dir}").stdout
+        evaluation = read_json(model_dir, "evaluation.json")
+        assert evaluation["accuracy"] == summary["accuracy"]  # reproduced from the files
+    return model_dir, summary, stdout
 
 
 def test_urbansound8k_end_to_end_on_a_generated_archive(tmp_path):
@@ -44,7 +46,8 @@ def test_urbansound8k_end_to_end_on_a_generated_archive(tmp_path):
     us8k_fake.write_fake_urbansound8k(manual, classes=range(10), folds=range(1, 11),
                                       clips_per_fold_per_class=1, seconds=1.0, as_tar=True)
     model_dir, summary, _ = train_and_evaluate(
-        tmp_path, "--dataset=urbansound8k", f"--manual_dir={manual}", "--folds=3")
+        tmp_path, "--dataset=urbansound8k", f"--manual_dir={manual}", "--folds=3",
+        evaluate=False)  # evaluate.py is the same for every dataset: tested on the others
     assert list(summary["accuracy"]) == ["fold3"]
     assert (summary["sample_rate"], summary["num_samples"]) == (22050, 88200)
     metrics = read_json(model_dir, "fold3", "metrics.json")
@@ -110,7 +113,7 @@ def test_tfds_catalog_dataset_end_to_end(tmp_path):
     # Prepared here with its download mocked; the CLIs then find it prepared.
     prepare_fake_spoken_digit(tmp_path / "fsdd", tmp_path / "tfds")
     model_dir, summary, _ = train_and_evaluate(tmp_path, "--dataset=tfds:spoken_digit",
-                                               "--folds=2")
+                                               "--folds=2", "--augment=none", evaluate=False)
     assert list(summary["accuracy"]) == ["fold2"]
     assert summary["sample_rate"] == 8000 and summary["class_names"][0] == "0"
     metrics = read_json(model_dir, "fold2", "metrics.json")

@@ -29,6 +29,8 @@ def test_image_shape_is_128_by_250_by_3_for_esc50(esc50_frontend):
 def test_image_width_follows_clip_length():
     assert frontend.image_shape(22050, 30 * 22050) == (128, 1500, 3)
     assert frontend.image_shape(22050, 4 * 22050) == (128, 200, 3)
+    # Short clips get the smallest width every backbone accepts.
+    assert frontend.image_shape(8000, 4000) == (128, 75, 3)
 
 
 @pytest.mark.parametrize("frequency", [440.0, 3000.0, 12000.0])

@@ -84,3 +84,51 @@ def test_backbone_input_statistics_follow_each_family():
     np.testing.assert_allclose(std, 58.0 / 127.5, rtol=0.03)
     mean, _ = model_lib.backbone_input_statistics("EfficientNetB0")
     np.testing.assert_allclose(mean, [123.675, 116.28, 103.53], rtol=1e-5)
+
+
+def test_trainable_from_a_block_freezes_the_layers_before_it():
+    model = model_lib.build_model(
+        "DenseNet121", 10, 8000, 8000, weights="none", trainable="from:conv4_block1"
+    )
+    backbone = model_lib.get_backbone(model)
+    start = model_lib.block_start(backbone, "conv4_block1", "--trainable")
+    assert backbone.layers[start].name.startswith("conv4_block1_")
+    assert not any(layer.trainable for layer in backbone.layers[:start] if layer.weights)
+    assert all(layer.trainable for layer in backbone.layers[start:])
+    trainable = {v.path.split("/")[0] for v in model.trainable_variables}
+    assert "conv4_block1_1_conv" in trainable and "conv3_block12_2_conv" not in trainable
+    assert "predictions" in trainable
+
+
+def test_unknown_block_is_one_line_listing_the_blocks():
+    with pytest.raises(model_lib.ModelConfigError) as error:
+        model_lib.check_options("DenseNet121", "none", "from:conv9_block1")
+    message = str(error.value)
+    assert "\n" not in message and "conv9_block1" in message
+    assert "conv4_block1, conv4_block2" in message
+    with pytest.raises(model_lib.ModelConfigError, match="--reinit_from.*block5a"):
+        model_lib.check_options("EfficientNetB0", "none", "all", reinit_from="block9z")
+    with pytest.raises(model_lib.ModelConfigError, match="from:<block>"):
+        model_lib.check_options("DenseNet121", "none", "some")
+
+
+def test_reinit_from_keeps_the_loaded_weights_before_the_block_only(tmp_path):
+    source = model_lib.build_backbone("DenseNet121", (128, 50, 3), weights="none")
+    path = str(tmp_path / "backbone.weights.h5")
+    source.save_weights(path)
+    model = model_lib.build_model(
+        "DenseNet121", 10, 8000, 8000, weights=path, reinit_from="conv5_block1"
+    )
+    backbone = model_lib.get_backbone(model)
+    start = model_lib.block_start(backbone, "conv5_block1", "--reinit_from")
+    for index, (ours, theirs) in enumerate(zip(backbone.layers, source.layers)):
+        for a, b in zip(ours.get_weights(), theirs.get_weights()):
+            if index < start:
+                np.testing.assert_array_equal(a, b)
+    changed = [
+        not np.array_equal(a, b)
+        for ours, theirs in zip(backbone.layers[start:], source.layers[start:])
+        if isinstance(ours, keras.layers.Conv2D)
+        for a, b in zip(ours.get_weights(), theirs.get_weights())
+    ]
+    assert changed and all(changed)  # every conv kernel after the block re-drawn

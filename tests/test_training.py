@@ -107,3 +107,13 @@ def test_folds_select_tasks_and_out_of_range_is_refused():
     fixed = [data.Task("test", "train", "test", valid="valid")]
     with pytest.raises(training.RunError, match="--folds does not apply"):
         training.select_tasks(fixed, [1], "gtzan/fault_filtered")
+
+
+def test_augment_and_runs_options_are_checked_before_anything_runs(tmp_path):
+    assert training.augment_policies("paper,mixup") == ("paper", "mixup")
+    assert training.augment_policies("none") == ()
+    with pytest.raises(training.RunError, match="unknown --augment='pitch'"):
+        training.augment_policies("paper,pitch")
+    with pytest.raises(training.RunError, match="--runs=0 must be at least 1"):
+        training.run(training.TrainConfig(runs=0, model_dir=str(tmp_path / "m")))
+    assert not (tmp_path / "m").exists()
