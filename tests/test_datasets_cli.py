@@ -104,9 +104,11 @@ def test_audio_folder_end_to_end_with_cache(tmp_path):
 
     prepared = os.listdir(tmp_path / "tfds" / "audio_folder")
     assert len(prepared) == 1  # evaluate.py reused train.py's preparation
-    (audio_dir / "dog" / "extra.wav").write_bytes((audio_dir / "dog").glob("*.wav").__next__().read_bytes())
-    run_cli("evaluate.py", f"--model_dir={model_dir}")
-    assert len(os.listdir(tmp_path / "tfds" / "audio_folder")) == 2  # a changed folder
+    # A changed folder is prepared again (in-process: the same code evaluate.py runs).
+    (audio_dir / "dog" / "extra.wav").write_bytes(next((audio_dir / "dog").glob("*.wav")).read_bytes())
+    data.open_source("audio_folder", str(tmp_path / "tfds"), audio_dir=str(audio_dir),
+                     sample_rate=16000, num_folds=5)
+    assert len(os.listdir(tmp_path / "tfds" / "audio_folder")) == 2
 
 
 def test_tfds_catalog_dataset_end_to_end(tmp_path):
