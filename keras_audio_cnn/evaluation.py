@@ -72,23 +72,6 @@ def _check_held_out(run_dir, metrics, task, class_names):
         )
 
 
-def _probabilities(model, dataset):
-    logits = model.predict(dataset.map(lambda waveform, label: waveform), verbose=0)
-    return tf.nn.softmax(logits.astype("float64")).numpy()
-
-
-def _scores(probabilities, labels, num_classes):
-    predicted = probabilities.argmax(axis=1)
-    confusion = np.zeros((num_classes, num_classes), dtype=int)
-    np.add.at(confusion, (labels, predicted), 1)
-    chosen = probabilities[np.arange(len(labels)), labels]
-    return {
-        "accuracy": float((predicted == labels).mean()),
-        "loss": float(-np.log(np.maximum(chosen, 1e-12)).mean()),
-        "confusion_matrix": confusion.tolist(),
-    }
-
-
 def _label(model_dirs, model_dir, run_dir):
     """How a model is named in tables: its run directory, relative to its model_dir."""
     relative = os.path.relpath(run_dir, model_dir)
@@ -159,13 +142,13 @@ def evaluate_runs(model_dirs, data_dir=None, manual_dir=None, batch_size=None,
                 _check_held_out(run_dir, json.load(f), task, names)
             model = tf.keras.models.load_model(os.path.join(run_dir, "model.keras"))
             first_model = first_model or model
-            p = _probabilities(model, test_ds)
+            p = training.probabilities(model, test_ds)
             label = _label(model_dirs, model_dir, run_dir)
             run_accuracy[label] = float((p.argmax(axis=1) == labels).mean())
             probabilities.append(p)
             if os.path.exists(os.path.join(run_dir, "history.csv")):
                 histories[label] = os.path.join(run_dir, "history.csv")
-        ensemble = _scores(np.mean(probabilities, axis=0), labels, len(names))
+        ensemble = training.scores(np.mean(probabilities, axis=0), labels, len(names))
         accuracies = np.array(list(run_accuracy.values()))
         tasks[task.name] = dict(
             ensemble,
@@ -173,7 +156,6 @@ def evaluate_runs(model_dirs, data_dir=None, manual_dir=None, batch_size=None,
             run_accuracy=run_accuracy,
             run_mean=float(accuracies.mean()),
             run_std=float(accuracies.std()),
-            num_examples=int(len(labels)),
         )
         confusion_total += np.array(ensemble["confusion_matrix"])
         rows.append({"task": task.name, "runs": list(accuracies), "mean": float(accuracies.mean()),

@@ -144,25 +144,33 @@ def add_weight_decay(model, weight_decay):
         variable.regularizer = keras.regularizers.L2(weight_decay / 2)
 
 
-def evaluate(model, dataset, num_classes):
-    """Accuracy, loss, confusion matrix and per-class accuracy on a dataset."""
-    labels = np.concatenate([label.numpy() for _, label in dataset])
+def probabilities(model, dataset):
+    """Softmax probabilities (float64) of a model on a `(waveform, label)` dataset."""
     logits = model.predict(dataset.map(lambda waveform, label: waveform), verbose=0)
-    logits = logits.astype("float64")
-    log_probs = logits - logits.max(axis=1, keepdims=True)
-    log_probs -= np.log(np.exp(log_probs).sum(axis=1, keepdims=True))
-    predicted = logits.argmax(axis=1)
+    return tf.nn.softmax(logits.astype("float64")).numpy()
+
+
+def scores(probs, labels, num_classes):
+    """Accuracy, loss, confusion matrix and per-class accuracy of class probabilities."""
+    predicted = probs.argmax(axis=1)
     confusion = np.zeros((num_classes, num_classes), dtype=int)
     np.add.at(confusion, (labels, predicted), 1)
     support = confusion.sum(axis=1)
     per_class = np.where(support > 0, confusion.diagonal() / np.maximum(support, 1), np.nan)
+    chosen = probs[np.arange(len(labels)), labels]
     return {
         "accuracy": float((predicted == labels).mean()),
-        "loss": float(-log_probs[np.arange(len(labels)), labels].mean()),
+        "loss": float(-np.log(np.maximum(chosen, 1e-300)).mean()),
         "num_examples": int(len(labels)),
         "confusion_matrix": confusion.tolist(),
         "per_class_accuracy": [None if np.isnan(a) else float(a) for a in per_class],
     }
+
+
+def evaluate(model, dataset, num_classes):
+    """`scores` of a model on a `(waveform, label)` dataset."""
+    labels = np.concatenate([label.numpy() for _, label in dataset])
+    return scores(probabilities(model, dataset), labels, num_classes)
 
 
 def export_serving(model, path, num_samples, class_names):
