@@ -145,11 +145,7 @@ def write_fake_esc50(
     root.mkdir(parents=True, exist_ok=True)
     if as_zip:
         return _write_zip(root / f"{ARCHIVE_TOP}.zip", files)
-    top = root / ARCHIVE_TOP
-    for relative, content in files.items():
-        (top / relative).parent.mkdir(parents=True, exist_ok=True)
-        (top / relative).write_bytes(content)
-    return top
+    return fake_audio.write_tree(root / ARCHIVE_TOP, files)
 
 
 def _write_zip(path, files):

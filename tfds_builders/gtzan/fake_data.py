@@ -18,15 +18,15 @@ Regenerate `dummy_data/`:
   python tfds_builders/gtzan/fake_data.py
 """
 
-import gzip
 import io
 import pathlib
 import re
 import shutil
-import tarfile
 
 import numpy as np
 import soundfile as sf
+
+from tfds_builders import fake_audio
 
 LABELS_PATH = pathlib.Path(__file__).with_name("labels.txt")
 GENRES = tuple(LABELS_PATH.read_text().split())
@@ -125,35 +125,8 @@ def write_fake_gtzan(
     root = pathlib.Path(root)
     root.mkdir(parents=True, exist_ok=True)
     if as_tar:
-        return _write_tar(root / "genres.tar.gz", files)
-    top = root / layout
-    for relative, content in files.items():
-        (top / relative).parent.mkdir(parents=True, exist_ok=True)
-        (top / relative).write_bytes(content)
-    return top
-
-
-def _write_tar(path, files):
-    """Writes `files` under the top folder `genres/`, as the original archive has them."""
-
-    def entry(name, size=0, directory=False):
-        info = tarfile.TarInfo(name)
-        info.mtime = _MTIME
-        info.type = tarfile.DIRTYPE if directory else tarfile.REGTYPE
-        info.mode = 0o755 if directory else 0o644
-        info.size = size
-        return info
-
-    with path.open("wb") as raw, gzip.GzipFile(
-        filename="", mode="wb", fileobj=raw, mtime=_MTIME
-    ) as zipped, tarfile.open(fileobj=zipped, mode="w", format=tarfile.USTAR_FORMAT) as archive:
-        archive.addfile(entry("genres/", directory=True))
-        for folder in sorted({relative.split("/")[0] for relative in files}):
-            archive.addfile(entry(f"genres/{folder}/", directory=True))
-        for relative in sorted(files):
-            content = files[relative]
-            archive.addfile(entry(f"genres/{relative}", len(content)), io.BytesIO(content))
-    return path
+        return fake_audio.write_tar_gz(root / "genres.tar.gz", "genres", files, _MTIME)
+    return fake_audio.write_tree(root / layout, files)
 
 
 # What `dummy_data/` holds for the builder tests: two ids of every genre, each in

@@ -27,11 +27,9 @@ Regenerate `dummy_data/`:
 """
 
 import csv
-import gzip
 import io
 import pathlib
 import shutil
-import tarfile
 import typing
 
 import numpy as np
@@ -187,42 +185,12 @@ def write_fake_urbansound8k(
     root.mkdir(parents=True, exist_ok=True)
     if as_tar:
         return write_tar_gz(root / ARCHIVE_NAME, files)
-    top = root / ARCHIVE_TOP
-    for relative, content in files.items():
-        (top / relative).parent.mkdir(parents=True, exist_ok=True)
-        (top / relative).write_bytes(content)
-    return top
+    return fake_audio.write_tree(root / ARCHIVE_TOP, files)
 
 
 def write_tar_gz(path, files):
     """Writes `files` ({relative path: bytes}) as a .tar.gz under `UrbanSound8K/`."""
-    folders = sorted({folder for relative in files for folder in _folders_of(relative)})
-    with open(path, "wb") as raw, gzip.GzipFile(
-        filename="", mode="wb", fileobj=raw, mtime=0
-    ) as compressed, tarfile.open(fileobj=compressed, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for folder in [ARCHIVE_TOP, *(f"{ARCHIVE_TOP}/{f}" for f in folders)]:
-            tar.addfile(_tar_entry(folder, tarfile.DIRTYPE, 0o755))
-        for relative in sorted(files):
-            entry = _tar_entry(f"{ARCHIVE_TOP}/{relative}", tarfile.REGTYPE, 0o644)
-            entry.size = len(files[relative])
-            tar.addfile(entry, io.BytesIO(files[relative]))
-    return path
-
-
-def _folders_of(relative):
-    """"audio/fold1/x.wav" -> ["audio", "audio/fold1"]."""
-    parts = pathlib.PurePosixPath(relative).parts[:-1]
-    return ["/".join(parts[: i + 1]) for i in range(len(parts))]
-
-
-def _tar_entry(name, kind, mode):
-    entry = tarfile.TarInfo(name)
-    entry.type = kind
-    entry.mode = mode
-    entry.mtime = _TAR_MTIME
-    entry.uid = entry.gid = 0
-    entry.uname = entry.gname = ""
-    return entry
+    return fake_audio.write_tar_gz(path, ARCHIVE_TOP, files, _TAR_MTIME)
 
 
 # What `dummy_data/` holds for the builder tests: classes 2 and 3 (which share a
