@@ -5,7 +5,6 @@ import datetime
 import json
 import os
 import platform
-import shutil
 import time
 
 import keras
@@ -59,6 +58,26 @@ class TrainConfig:
 
 class RunError(ValueError):
     """A run option that does not fit the data (e.g. a fold it does not have)."""
+
+
+class TrainingFailed(RuntimeError):
+    """A model whose training cannot succeed as configured (a NaN or infinite loss)."""
+
+
+class _StopOnNaN(keras.callbacks.TerminateOnNaN):
+    """`TerminateOnNaN(raise_error=True)` whose error names the epoch.
+
+    It raises mid-epoch, so `BackupAndRestore` keeps the last completed epoch.
+    """
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_batch_end(self, batch, logs=None):
+        try:
+            super().on_batch_end(batch, logs)
+        except RuntimeError as error:
+            raise TrainingFailed(f"epoch {self.epoch + 1}: {error}") from None
 
 
 def image_statistics(sample_rate, num_samples, dataset):
@@ -191,18 +210,30 @@ def export_serving(model, path, num_samples, class_names):
 
 
 def _replace(temporary, final):
-    """Moves a finished output into place, so readers never see half of one."""
-    if os.path.isdir(final):
-        shutil.rmtree(final)
-    os.replace(temporary, final)
+    """Moves a finished output into place, so readers never see half of one.
+
+    Paths may be any `tf.io.gfile` path (local, `gs://`, ...).
+    """
+    if tf.io.gfile.isdir(final):
+        tf.io.gfile.rmtree(final)
+    tf.io.gfile.rename(temporary, final, overwrite=True)
+
+
+def write_text(path, text):
+    """Writes a text file atomically (temporary file, then rename)."""
+    temporary = path + ".tmp"
+    with tf.io.gfile.GFile(temporary, "w") as f:
+        f.write(text)
+    tf.io.gfile.rename(temporary, path, overwrite=True)
 
 
 def write_json(path, value):
-    temporary = path + ".tmp"
-    with open(temporary, "w") as f:
-        json.dump(value, f, indent=2)
-        f.write("\n")
-    os.replace(temporary, path)
+    write_text(path, json.dumps(value, indent=2) + "\n")
+
+
+def read_json(path):
+    with tf.io.gfile.GFile(path) as f:
+        return json.load(f)
 
 
 def _learning_rate_schedule(config):
@@ -285,8 +316,8 @@ def train_task(config, source, task, run_dir, strategy, seed):
 
     backup_dir = os.path.join(run_dir, "backup")
     history_path = os.path.join(run_dir, "history.csv")
-    if not os.path.isdir(backup_dir) and os.path.exists(history_path):
-        os.remove(history_path)  # a previous attempt that saved no epoch
+    if not tf.io.gfile.isdir(backup_dir) and tf.io.gfile.exists(history_path):
+        tf.io.gfile.remove(history_path)  # a previous attempt that saved no epoch
     fitted.fit(
         train_ds,
         validation_data=valid_ds,
@@ -297,7 +328,7 @@ def train_task(config, source, task, run_dir, strategy, seed):
             keras.callbacks.CSVLogger(history_path, append=True),
             keras.callbacks.TensorBoard(os.path.join(run_dir, "logs")),
             keras.callbacks.LearningRateScheduler(_learning_rate_schedule(config)),
-            keras.callbacks.TerminateOnNaN(raise_error=True),
+            _StopOnNaN(raise_error=True),
         ],
     )
 
@@ -358,10 +389,15 @@ def summarize(task_metrics):
 def format_accuracy_table(summary, title):
     lines = [f"# {title}", "", "| held out | accuracy |", "|---|---|"]
     lines += [f"| {name} | {100 * a:.2f}% |" for name, a in summary["accuracy"].items()]
-    lines.append(
-        f"| mean +/- std | {100 * summary['mean_accuracy']:.2f}% +/- "
-        f"{100 * summary['std_accuracy']:.2f}% |"
-    )
+    failed = summary.get("failed", {})
+    lines += [f"| {name} | FAILED: {' '.join(message.split())} |"
+              for name, message in failed.items()]
+    if summary["accuracy"]:
+        over = " (finished models only)" if failed else ""
+        lines.append(
+            f"| mean +/- std{over} | {100 * summary['mean_accuracy']:.2f}% +/- "
+            f"{100 * summary['std_accuracy']:.2f}% |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -385,8 +421,90 @@ def select_tasks(tasks, requested, dataset):
     return [by_fold[k] for k in sorted(set(requested))]
 
 
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """One model of a run's grid: a task of the protocol, trained with one seed."""
+
+    key: str  # "fold1", or "fold1/run2" among several runs
+    task: data.Task
+    run_dir: str
+    seed: int
+
+
+def plan_jobs(config, tasks, model_dir):
+    """The grid of one run: every task times every run number, in order."""
+    jobs = []
+    for task in tasks:
+        for run_number in range(1, config.runs + 1):
+            key, run_dir = run_location(model_dir, task.name, run_number, config.runs)
+            seed = config.seed + 1000 * (run_number - 1) + _task_number(task)
+            jobs.append(Job(key, task, run_dir, seed))
+    return jobs
+
+
+def finished_metrics(job):
+    """The job's metrics if it already finished (its `metrics.json` exists), else None."""
+    path = os.path.join(job.run_dir, "metrics.json")
+    return read_json(path) if tf.io.gfile.exists(path) else None
+
+
+def train_job(config, source, job, strategy):
+    """Trains one job, or reads its metrics if a previous attempt finished it.
+
+    Raises:
+        TrainingFailed: the loss became NaN or infinite; the job's `backup/` of its
+            last completed epoch is kept for inspection.
+    """
+    metrics = finished_metrics(job)
+    if metrics is not None:
+        print(f"{job.key}: already trained, reading {job.run_dir}/metrics.json")
+        return metrics
+    task = job.task
+    tf.io.gfile.makedirs(job.run_dir)
+    print(f"{job.key}: training on {task.train}"
+          + (f" (fold {task.fold} left out)" if task.fold else "")
+          + (f", validating on {task.valid}" if task.valid else "")
+          + f", testing on {task.test}"
+          + (f" fold {task.fold}" if task.fold else "")
+          + f" ({strategy.num_replicas_in_sync} replica(s))")
+    try:
+        metrics = train_task(config, source, task, job.run_dir, strategy, job.seed)
+    except TrainingFailed as error:
+        backup = os.path.join(job.run_dir, "backup")
+        kept = (f"the last completed epoch is kept in {backup}" if tf.io.gfile.isdir(backup)
+                else "no epoch completed")
+        raise TrainingFailed(
+            f"{job.key}: training stopped: {error}; {kept}; lower --learning_rate "
+            f"or check the data, then rerun to resume") from None
+    print(f"{job.key}: accuracy {100 * metrics['accuracy']:.2f}%")
+    return metrics
+
+
+def run_jobs(config, source, jobs):
+    """Trains the jobs one after another on every local device.
+
+    Returns `(metrics by key, error message by key)`: a job that fails does not
+    stop the others.
+    """
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    strategy = tf.distribute.MirroredStrategy()
+    results, failures = {}, {}
+    for job in jobs:
+        try:
+            results[job.key] = train_job(config, source, job, strategy)
+        except TrainingFailed as error:
+            print(f"{job.key}: FAILED: {error}")
+            failures[job.key] = str(error)
+    return results, failures
+
+
 def run(config):
-    """Trains one model per task of the dataset's protocol and writes the summary."""
+    """Trains one model per task of the dataset's protocol and writes the summary.
+
+    Raises:
+        RunError: after writing the summary, if any model failed.
+    """
     start = time.time()
     # Options are checked before any data is prepared or any output written.
     augment_policies(config.augment)
@@ -405,38 +523,33 @@ def run(config):
               f"{', '.join(source.skipped_files)}")
 
     model_dir = config.resolved_model_dir()
-    os.makedirs(model_dir, exist_ok=True)
+    tf.io.gfile.makedirs(model_dir)
     record = dataclasses.asdict(config)
     record.update(model_dir=model_dir, tasks=[t.name for t in tasks],
                   data_dir=str(source.builder.data_dir_root))
     write_json(os.path.join(model_dir, "run.json"), record)
 
-    if config.deterministic:
-        tf.config.experimental.enable_op_determinism()
-    strategy = tf.distribute.MirroredStrategy()
-    task_metrics = {}
-    for task in tasks:
-        for run_number in range(1, config.runs + 1):
-            key, run_dir = run_location(model_dir, task.name, run_number, config.runs)
-            metrics_path = os.path.join(run_dir, "metrics.json")
-            if os.path.exists(metrics_path):
-                print(f"{key}: already trained, reading {metrics_path}")
-                with open(metrics_path) as f:
-                    task_metrics[key] = json.load(f)
-                continue
-            os.makedirs(run_dir, exist_ok=True)
-            print(f"{key}: training on {task.train}"
-                  + (f" (fold {task.fold} left out)" if task.fold else "")
-                  + (f", validating on {task.valid}" if task.valid else "")
-                  + f", testing on {task.test}"
-                  + (f" fold {task.fold}" if task.fold else "")
-                  + f" ({strategy.num_replicas_in_sync} replica(s))")
-            seed = config.seed + 1000 * (run_number - 1) + _task_number(task)
-            task_metrics[key] = train_task(config, source, task, run_dir, strategy, seed)
-            print(f"{key}: accuracy {100 * task_metrics[key]['accuracy']:.2f}%")
+    jobs = plan_jobs(config, tasks, model_dir)
+    results, failures = run_jobs(config, source, jobs)
+    summary = write_summary(config, source, record, jobs, results, failures, start)
+    if failures:
+        first = next(iter(failures.values()))
+        raise RunError(
+            f"{len(failures)} of {len(jobs)} model(s) failed, first {first} "
+            f"(all in {os.path.join(model_dir, 'summary.md')})")
+    return summary
 
-    summary = summarize(task_metrics)
+
+def write_summary(config, source, record, jobs, results, failures, start):
+    """Writes `summary.json` and `summary.md`: every job is either finished or failed."""
+    finished = {job.key: results[job.key] for job in jobs if job.key in results}
+    missing = [job.key for job in jobs if job.key not in results and job.key not in failures]
+    if missing:  # a bug, never a silent gap in the summary
+        raise AssertionError(f"jobs without a result: {missing}")
+    summary = summarize(finished) if finished else {
+        "accuracy": {}, "mean_accuracy": None, "std_accuracy": None}
     summary.update(
+        failed=failures,
         dataset=config.dataset,
         backbone=config.backbone,
         class_names=source.class_names,
@@ -448,16 +561,17 @@ def run(config):
         elapsed_seconds=round(time.time() - start, 1),
         finished=datetime.datetime.now().isoformat(timespec="seconds"),
     )
+    model_dir = record["model_dir"]
     write_json(os.path.join(model_dir, "summary.json"), summary)
     table = format_accuracy_table(summary, f"{config.dataset}, {config.backbone}")
-    with open(os.path.join(model_dir, "summary.md"), "w") as f:
-        f.write(table)
-        if source.skipped_files:
-            f.write(f"\nUndecodable files left out: {', '.join(source.skipped_files)}\n")
-        f.write("\n## Flags\n\n")
-        f.writelines(f"- `{k}`: `{v}`\n" for k, v in record.items())
-        f.write("\n## Versions\n\n")
-        f.writelines(f"- {k} {v}\n" for k, v in summary["versions"].items())
-        f.write(f"\nElapsed: {summary['elapsed_seconds']} s\n")
+    lines = [table]
+    if source.skipped_files:
+        lines.append(f"\nUndecodable files left out: {', '.join(source.skipped_files)}\n")
+    lines.append("\n## Flags\n\n")
+    lines += [f"- `{k}`: `{v}`\n" for k, v in record.items()]
+    lines.append("\n## Versions\n\n")
+    lines += [f"- {k} {v}\n" for k, v in summary["versions"].items()]
+    lines.append(f"\nElapsed: {summary['elapsed_seconds']} s\n")
+    write_text(os.path.join(model_dir, "summary.md"), "".join(lines))
     print(table)
     return summary
