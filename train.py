@@ -50,6 +50,23 @@ flags.DEFINE_float("clip_seconds", None, "audio_folder: clip length (default: th
 flags.DEFINE_integer("num_folds", None, "audio_folder: number of stratified folds (default 5) unless folds.csv says.")
 flags.DEFINE_string("model_dir", None, "Output directory (default: runs/<dataset>_<backbone>).")
 flags.DEFINE_integer("verbose", 1, "Keras fit verbosity: 0 silent, 1 progress bar, 2 one line per epoch.")
+flags.DEFINE_string(
+    "ray_address", None,
+    "Train every model of the run (folds x runs) as a task of a Ray cluster: local (start "
+    "one on this machine), auto (the cluster this machine joined with `ray start`), "
+    "HOST:6379, or ray://HOST:10001. --model_dir and --data_dir must be storage every node "
+    "sees (shared file system or gs://). Needs pip install -e \".[ray]\".")
+flags.DEFINE_integer(
+    "ray_gpus_per_task", None,
+    "With --ray_address: GPUs per model; a model uses all of them under MirroredStrategy "
+    "(default: 1 if the cluster has GPUs, else 0).")
+flags.DEFINE_integer(
+    "ray_cpus_per_task", 1,
+    "With --ray_address: CPUs per model, also its TensorFlow intra-op threads.")
+flags.DEFINE_integer(
+    "ray_retries", 2,
+    "With --ray_address: times a model is retried after an error or a lost worker before "
+    "it is reported as failed (a NaN loss is never retried).")
 FLAGS = flags.FLAGS
 
 

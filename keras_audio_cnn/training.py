@@ -5,6 +5,7 @@ import datetime
 import json
 import os
 import platform
+import socket
 import time
 
 import keras
@@ -50,6 +51,11 @@ class TrainConfig:
     num_folds: int | None = None
     model_dir: str | None = None
     verbose: int = 1
+    # Ray (grid.py): with an address, every model of the grid is a task of that cluster.
+    ray_address: str | None = None  # "local", "auto", "HOST:6379" or "ray://HOST:10001"
+    ray_gpus_per_task: int | None = None  # None: 1 if the cluster has GPUs, else 0
+    ray_cpus_per_task: int = 1
+    ray_retries: int = 2  # retries of a task that raised (not a NaN loss) or whose worker died
 
     def resolved_model_dir(self):
         dataset = self.dataset.replace(data.CATALOG_PREFIX, "").replace("/", "_")
@@ -277,6 +283,7 @@ def training_model(model, policies, sample_rate, seed):
 
 def train_task(config, source, task, run_dir, strategy, seed):
     """Trains one model of the protocol, evaluates it on its test part, saves it."""
+    started = datetime.datetime.now().isoformat(timespec="milliseconds")
     keras.utils.set_random_seed(seed)
     policies = augment_policies(config.augment)
     copies = any(p in policies for p in ("paper", "specaugment"))
@@ -347,6 +354,10 @@ def train_task(config, source, task, run_dir, strategy, seed):
     temporary = os.path.join(run_dir, "saved_model.tmp")
     export_serving(model, temporary, source.num_samples, names)
     _replace(temporary, os.path.join(run_dir, "saved_model"))
+    # Where and when it trained: with --ray_address, which host ran the model and
+    # whether models trained side by side.
+    metrics.update(host=socket.gethostname(), started=started,
+                   finished=datetime.datetime.now().isoformat(timespec="milliseconds"))
     write_json(os.path.join(run_dir, "metrics.json"), metrics)  # marks the run done
     return metrics
 
@@ -510,6 +521,10 @@ def run(config):
     augment_policies(config.augment)
     if config.runs < 1:
         raise RunError(f"--runs={config.runs} must be at least 1")
+    if config.ray_address:
+        from keras_audio_cnn import grid  # imports Ray, an optional dependency
+
+        grid.check_options(config)
     model_lib.check_options(config.backbone, config.weights, config.trainable,
                             config.reinit_from)
     source = data.open_source(
@@ -530,7 +545,10 @@ def run(config):
     write_json(os.path.join(model_dir, "run.json"), record)
 
     jobs = plan_jobs(config, tasks, model_dir)
-    results, failures = run_jobs(config, source, jobs)
+    if config.ray_address:
+        results, failures = grid.run_on_ray(config, source, jobs)
+    else:
+        results, failures = run_jobs(config, source, jobs)
     summary = write_summary(config, source, record, jobs, results, failures, start)
     if failures:
         first = next(iter(failures.values()))

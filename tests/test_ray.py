@@ -1,0 +1,134 @@
+"""train.py --ray_address: the grid of models as tasks of a Ray cluster."""
+
+import datetime
+import os
+import socket
+import sys
+
+import pytest
+import ray
+
+from keras_audio_cnn import data, grid, training
+from tests.test_cli import read_json, run_cli
+from tfds_builders.audio_folder import fake_data as folder_fake
+
+FLAGS = ["--dataset=audio_folder", "--sample_rate=8000", "--clip_seconds=0.5",
+         "--num_folds=3", "--backbone=MobileNetV3Small", "--weights=none", "--epochs=1",
+         "--batch_size=8", "--augment=none", "--verbose=2", "--folds=1,2"]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """One local Ray cluster of 2 CPUs for the module; train.py joins it by address."""
+    ray.init(address="local", num_cpus=2, include_dashboard=False)
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def runs(cluster, tmp_path_factory):
+    """The same two folds trained one after the other and as two Ray tasks."""
+    work = tmp_path_factory.mktemp("ray")
+    folder_fake.write_fake_audio_folder(work / "audio", classes=("bird", "cat", "dog"),
+                                        files_per_class=6, seconds=(0.4, 0.5))
+    flags = [*FLAGS, f"--audio_dir={work / 'audio'}", f"--data_dir={work / 'tfds'}"]
+    sequential, on_ray = str(work / "sequential"), str(work / "ray")
+    run_cli("train.py", *flags, f"--model_dir={sequential}")
+    result = run_cli("train.py", *flags, f"--model_dir={on_ray}", f"--ray_address={cluster}")
+    return dict(sequential=sequential, on_ray=on_ray, address=cluster, stdout=result.stdout)
+
+
+def test_ray_trains_the_folds_side_by_side_into_the_same_summary(runs):
+    sequential = read_json(runs["sequential"], "summary.json")
+    on_ray = read_json(runs["on_ray"], "summary.json")
+    assert set(on_ray) == set(sequential)
+    assert set(on_ray["accuracy"]) == set(sequential["accuracy"]) == {"fold1", "fold2"}
+    assert on_ray["failed"] == {} and on_ray["class_names"] == sequential["class_names"]
+    assert on_ray["flags"]["ray_address"] == runs["address"]
+    assert "Ray: 2 model(s) as tasks of 0 GPU(s) and 1 CPU(s) each" in runs["stdout"]
+
+    intervals = []
+    for fold in ("fold1", "fold2"):
+        metrics = read_json(runs["on_ray"], fold, "metrics.json")
+        assert set(metrics) == set(read_json(runs["sequential"], fold, "metrics.json"))
+        assert metrics["accuracy"] == on_ray["accuracy"][fold]
+        assert metrics["host"] == socket.gethostname()
+        assert os.path.isfile(os.path.join(runs["on_ray"], fold, "model.keras"))
+        intervals.append([datetime.datetime.fromisoformat(metrics[k])
+                          for k in ("started", "finished")])
+    (start1, end1), (start2, end2) = intervals
+    assert max(start1, start2) < min(end1, end2), intervals  # trained at the same time
+
+
+def test_evaluate_reproduces_the_ray_runs_accuracies(runs):
+    run_cli("evaluate.py", f"--model_dir={runs['on_ray']}")
+    evaluation = read_json(runs["on_ray"], "evaluation.json")
+    assert evaluation["accuracy"] == read_json(runs["on_ray"], "summary.json")["accuracy"]
+
+
+def _attempt_number(job):
+    with open(os.path.join(job.run_dir, "attempts"), "a+") as f:
+        f.write("attempt\n")
+        f.seek(0)
+        return len(f.readlines())
+
+
+def flaky_train(config, job):
+    """Stands in for training; what it does depends on the job's key."""
+    del config
+    attempt = _attempt_number(job)
+    if job.key == "dies_once" and attempt == 1:
+        os._exit(1)  # the worker process is gone, as on a lost node
+    if job.key == "raises_once" and attempt == 1:
+        raise OSError("shared storage hiccup")
+    if job.key == "always_raises":
+        raise ValueError("the data is broken\nsecond line of the message")
+    if job.key == "nan":
+        raise training.TrainingFailed("nan: training stopped: epoch 1: NaN loss")
+    return {"accuracy": 0.5, "attempt": attempt}
+
+
+def test_tasks_are_retried_and_failures_reported_not_raised(cluster, tmp_path):
+    del cluster  # run_on_ray uses the cluster this process is connected to
+    keys = ["dies_once", "raises_once", "always_raises", "nan", "done"]
+    jobs = [training.Job(key, data.Task(key, "train", "test"), str(tmp_path / key), 0)
+            for key in keys]
+    for job in jobs:
+        os.makedirs(job.run_dir)
+    training.write_json(os.path.join(tmp_path, "done", "metrics.json"), {"accuracy": 0.25})
+    config = training.TrainConfig(ray_address="in this process")
+
+    results, failures = grid.run_on_ray(config, None, jobs, train=flaky_train)
+
+    assert results == {"dies_once": {"accuracy": 0.5, "attempt": 2},
+                       "raises_once": {"accuracy": 0.5, "attempt": 2},
+                       "done": {"accuracy": 0.25}}
+    assert list(failures) == ["always_raises", "nan"]  # in job order
+    assert failures["always_raises"] == (
+        "always_raises: ValueError: the data is broken (Ray retries: 2)")
+    assert failures["nan"] == "nan: training stopped: epoch 1: NaN loss"
+
+    def attempts(key):
+        path = tmp_path / key / "attempts"
+        return len(path.read_text().splitlines()) if path.exists() else 0
+
+    assert attempts("always_raises") == 3  # the first try and --ray_retries=2
+    assert attempts("nan") == 1  # a NaN loss would fail again: not retried
+    assert attempts("done") == 0  # its metrics.json exists: not submitted
+
+
+def test_ray_options_are_checked_before_anything_is_written(tmp_path, monkeypatch):
+    model_dir, data_dir = tmp_path / "m", tmp_path / "d"
+    for field, value in [("ray_retries", -1), ("ray_cpus_per_task", 0),
+                         ("ray_gpus_per_task", -1)]:
+        config = training.TrainConfig(ray_address="local", model_dir=str(model_dir),
+                                      data_dir=str(data_dir), **{field: value})
+        with pytest.raises(training.RunError, match=f"--{field}={value} must be"):
+            training.run(config)
+    assert not model_dir.exists() and not data_dir.exists()
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    with pytest.raises(training.RunError) as error:
+        training.run(training.TrainConfig(ray_address="local", model_dir=str(model_dir)))
+    assert str(error.value) == (
+        '--ray_address needs Ray, which is not installed: pip install -e ".[ray]"')
