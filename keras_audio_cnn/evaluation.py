@@ -6,9 +6,10 @@ DenseNet201, ResNet50 and InceptionV3) are averaged per task, and only models th
 held the task out ever take part: each model's `metrics.json` records the splits it
 was trained and tested on, and a model whose record does not match the task is
 refused.
+
+Model directories and outputs may be any `tf.io.gfile` path (local, `gs://`, ...).
 """
 
-import json
 import os
 import re
 
@@ -24,32 +25,32 @@ class EvaluationError(ValueError):
 
 def read_run(model_dir):
     """The flags a `train.py` run recorded in `model_dir/run.json`."""
-    if not os.path.isdir(model_dir):
+    if not tf.io.gfile.isdir(model_dir):
         raise EvaluationError(
             f"--model_dir={model_dir} does not exist; pass a directory train.py wrote"
         )
     path = os.path.join(model_dir, "run.json")
-    if not os.path.isfile(path):
+    if not tf.io.gfile.exists(path):
         raise EvaluationError(
             f"{model_dir} holds no train.py run (no run.json); pass the --model_dir "
             "that train.py wrote, or train first: python train.py --model_dir=..."
         )
-    with open(path) as f:
-        return json.load(f)
+    return training.read_json(path)
 
 
 def run_directories(model_dir, task_name):
     """Directories holding a finished model of one task: `task/` or `task/run*/`."""
     task_dir = os.path.join(model_dir, task_name)
-    if os.path.isfile(os.path.join(task_dir, "metrics.json")):
+    if tf.io.gfile.exists(os.path.join(task_dir, "metrics.json")):
         return [task_dir]
-    if not os.path.isdir(task_dir):
+    if not tf.io.gfile.isdir(task_dir):
         return []
-    runs = [n for n in os.listdir(task_dir) if re.fullmatch(r"run\d+", n)]
+    names = [n.rstrip("/") for n in tf.io.gfile.listdir(task_dir)]  # gs:// adds "/"
+    runs = [n for n in names if re.fullmatch(r"run\d+", n)]
     return [
         os.path.join(task_dir, n)
         for n in sorted(runs, key=lambda n: int(n[3:]))
-        if os.path.isfile(os.path.join(task_dir, n, "metrics.json"))
+        if tf.io.gfile.exists(os.path.join(task_dir, n, "metrics.json"))
     ]
 
 
@@ -138,15 +139,15 @@ def evaluate_runs(model_dirs, data_dir=None, manual_dir=None, batch_size=None,
         labels = np.concatenate([label.numpy() for _, label in test_ds])
         run_accuracy, probabilities, first_model = {}, [], None
         for model_dir, run_dir in members[task.name]:
-            with open(os.path.join(run_dir, "metrics.json")) as f:
-                _check_held_out(run_dir, json.load(f), task, names)
+            metrics = training.read_json(os.path.join(run_dir, "metrics.json"))
+            _check_held_out(run_dir, metrics, task, names)
             model = tf.keras.models.load_model(os.path.join(run_dir, "model.keras"))
             first_model = first_model or model
             p = training.probabilities(model, test_ds)
             label = _label(model_dirs, model_dir, run_dir)
             run_accuracy[label] = float((p.argmax(axis=1) == labels).mean())
             probabilities.append(p)
-            if os.path.exists(os.path.join(run_dir, "history.csv")):
+            if tf.io.gfile.exists(os.path.join(run_dir, "history.csv")):
                 histories[label] = os.path.join(run_dir, "history.csv")
         ensemble = training.scores(np.mean(probabilities, axis=0), labels, len(names))
         accuracies = np.array(list(run_accuracy.values()))
@@ -180,12 +181,11 @@ def evaluate_runs(model_dirs, data_dir=None, manual_dir=None, batch_size=None,
         "mean_run_accuracy": float(all_runs.mean()),
         "tasks": tasks,
     }
-    os.makedirs(output_dir, exist_ok=True)
+    tf.io.gfile.makedirs(output_dir)
     training.write_json(os.path.join(output_dir, "evaluation.json"), summary)
     title = f"{first['dataset']}, {' + '.join(sorted(set(summary['backbones'])))}"
     table = training.format_accuracy_table(summary, f"{title}: held-out accuracy")
-    with open(os.path.join(output_dir, "evaluation.md"), "w") as f:
-        f.write(table)
+    training.write_text(os.path.join(output_dir, "evaluation.md"), table)
     from keras_audio_cnn import report  # matplotlib only when a report is written
 
     report.write_report(

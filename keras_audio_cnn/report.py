@@ -3,7 +3,8 @@
 `write_report` turns what training and evaluation leave behind (a confusion
 matrix, per-task accuracies of each run, Keras `CSVLogger` histories) into a
 folder holding `report.md` and the PNG figures it links to with relative paths,
-so the folder can be moved, zipped or viewed on GitHub as it is.
+so the folder can be moved, zipped or viewed on GitHub as it is. Paths may be any
+`tf.io.gfile` path (local, `gs://`, ...).
 """
 
 import csv
@@ -12,6 +13,7 @@ import os
 
 import matplotlib
 import numpy as np
+import tensorflow as tf
 from matplotlib.figure import Figure
 
 CONFUSION_PNG = "confusion_matrix.png"
@@ -99,7 +101,7 @@ def plot_confusion(confusion, class_names, path):
     axes.set_title(f"Confusion matrix ({int(confusion.sum())} clips, "
                    f"accuracy {_percent(np.trace(confusion) / max(confusion.sum(), 1))}%)")
     figure.colorbar(shown, ax=axes, fraction=0.04, pad=0.02, label="fraction of the true class")
-    figure.savefig(path, dpi=100, bbox_inches="tight")
+    save_png(figure, path, dpi=100, bbox_inches="tight")
 
 
 def plot_per_class_accuracy(confusion, class_names, path):
@@ -123,7 +125,13 @@ def plot_per_class_accuracy(confusion, class_names, path):
     axes.set_xlim(0, 110)
     axes.set_xlabel("accuracy (%)")
     axes.set_title(f"Per-class accuracy (dashed: overall, {100 * overall:.2f}%)")
-    figure.savefig(path, dpi=100, bbox_inches="tight")
+    save_png(figure, path, dpi=100, bbox_inches="tight")
+
+
+def save_png(figure, path, **kwargs):
+    """`figure.savefig` to any `tf.io.gfile` path (matplotlib writes local files only)."""
+    with tf.io.gfile.GFile(path, "wb") as f:
+        figure.savefig(f, format="png", **kwargs)
 
 
 def read_history(path):
@@ -132,9 +140,9 @@ def read_history(path):
     `CSVLogger(append=True)` after `BackupAndRestore` can repeat an epoch; the
     last line for each epoch wins. Cells that are not numbers become NaN.
     """
-    if not os.path.isfile(path):
+    if not tf.io.gfile.exists(path):
         raise FileNotFoundError(f"training history {path} does not exist")
-    with open(path, newline="") as f:
+    with tf.io.gfile.GFile(path) as f:
         records = list(csv.DictReader(f))
     by_epoch = {}
     for record in records:
@@ -179,7 +187,7 @@ def plot_histories(histories, path):
         for handle, label in zip(*axes.get_legend_handles_labels()):
             legend.setdefault(label, handle)
     figure.legend(legend.values(), legend.keys(), loc="outside right upper", fontsize="small")
-    figure.savefig(path, dpi=100)
+    save_png(figure, path, dpi=100)
 
 
 def write_report(out_dir, *, title, class_names, confusion, rows, histories, notes=()):
@@ -212,7 +220,7 @@ def write_report(out_dir, *, title, class_names, confusion, rows, histories, not
             f"confusion has shape {confusion.shape}; {num_classes} class names need "
             f"({num_classes}, {num_classes})"
         )
-    os.makedirs(out_dir, exist_ok=True)
+    tf.io.gfile.makedirs(out_dir)
     plot_confusion(confusion, class_names, os.path.join(out_dir, CONFUSION_PNG))
     plot_per_class_accuracy(confusion, class_names, os.path.join(out_dir, PER_CLASS_PNG))
 
@@ -226,6 +234,6 @@ def write_report(out_dir, *, title, class_names, confusion, rows, histories, not
     if notes:
         lines += ["", "## Notes", ""] + [f"- {note}" for note in notes]
     path = os.path.join(out_dir, REPORT_MD)
-    with open(path, "w", encoding="utf-8") as f:
+    with tf.io.gfile.GFile(path, "w") as f:
         f.write("\n".join(lines) + "\n")
     return path

@@ -26,7 +26,7 @@ import tensorflow as tf
 from matplotlib import cm, colors
 from matplotlib.figure import Figure
 
-from keras_audio_cnn import frontend
+from keras_audio_cnn import frontend, report
 from keras_audio_cnn import model as model_lib
 
 IMAGE_LAYER = "logmel_image"
@@ -236,7 +236,7 @@ def write_saliency_figures(model, waveforms, labels, class_names, out_dir, prefi
     if len(labels) != len(waveforms):
         raise ValueError(f"{len(labels)} labels for {len(waveforms)} waveforms")
     maps = saliency_maps(model, waveforms)
-    os.makedirs(out_dir, exist_ok=True)
+    tf.io.gfile.makedirs(out_dir)
     paths = []
     for i, label in enumerate(labels):
         predicted = int(maps["predicted"][i])
@@ -250,6 +250,6 @@ def write_saliency_figures(model, waveforms, labels, class_names, out_dir, prefi
             maps["images"][i], maps["input_gradient"][i], maps["grad_cam"][i], title, color
         )
         path = os.path.join(out_dir, f"{prefix}saliency_{i:03d}.png")
-        figure.savefig(path, dpi=80)
+        report.save_png(figure, path, dpi=80)
         paths.append(path)
     return paths
