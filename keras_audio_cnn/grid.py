@@ -159,19 +159,23 @@ def run_on_ray(config, source, jobs, train=None):
     if connected_here:
         _connect(ray, config.ray_address)
     try:
+        total = ray.cluster_resources()
         gpus = config.ray_gpus_per_task
         if gpus is None:
-            gpus = 1 if ray.cluster_resources().get("GPU", 0) else 0
+            gpus = 1 if total.get("GPU", 0) else 0
+        cpus = config.ray_cpus_per_task
         task = ray.remote(_attempt).options(
-            num_cpus=config.ray_cpus_per_task,
-            num_gpus=gpus,
-            max_retries=config.ray_retries,
+            num_cpus=cpus, num_gpus=gpus, max_retries=config.ray_retries,
             retry_exceptions=True,
         )
-        print(f"Ray: {len(to_run)} model(s) as tasks of {gpus} GPU(s) and "
-              f"{config.ray_cpus_per_task} CPU(s) each, on a cluster of "
-              f"{ray.cluster_resources().get('GPU', 0):g} GPU(s) and "
-              f"{ray.cluster_resources().get('CPU', 0):g} CPU(s)")
+        print(f"Ray: {len(to_run)} model(s) as tasks of {gpus} GPU(s) and {cpus} CPU(s) "
+              f"each, on a cluster of {total.get('GPU', 0):g} GPU(s) and "
+              f"{total.get('CPU', 0):g} CPU(s)")
+        if not any(node["Alive"] and node["Resources"].get("GPU", 0) >= gpus
+                   and node["Resources"].get("CPU", 0) >= cpus for node in ray.nodes()):
+            # Not an error: an autoscaling cluster may still add such a node.
+            print(f"Ray: no node has {gpus} GPU(s) and {cpus} CPU(s); the tasks wait "
+                  "until one joins the cluster")
         pending = {task.remote(train, config, job): job for job in to_run}
         while pending:
             [done], _ = ray.wait(list(pending), num_returns=1)
