@@ -32,6 +32,12 @@ _FOLD_SPLIT = re.compile(r"fold(\d+)$")
 MAX_CLIP_SECONDS = 10.0
 _CATALOG_FOLDS = 5
 _FOLD_SEED = 0
+# The shuffle buffer holds decoded-size examples; bounding its bytes keeps memory
+# flat whatever the dataset's size (2048 ESC-50 clips would take 900 MB). TFDS
+# writes examples in a fixed random order, so the buffer only needs to reshuffle
+# them from epoch to epoch.
+SHUFFLE_BUFFER_BYTES = 128 * 2**20
+MAX_SHUFFLE_BUFFER = 2048
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +68,13 @@ class Source:
     label_key: str = "label"
     # For carved folds: the fold number of every example of `train`, in order.
     fold_of_example: np.ndarray | None = None
+
+    def shuffle_buffer(self):
+        """Examples in the shuffle buffer: at most SHUFFLE_BUFFER_BYTES of audio."""
+        audio = self.builder.info.features[self.audio_key]
+        channels = int(np.prod(audio.shape[1:])) if audio.shape and len(audio.shape) > 1 else 1
+        example_bytes = self.num_samples * channels * np.dtype(audio.np_dtype).itemsize
+        return int(np.clip(SHUFFLE_BUFFER_BYTES // max(example_bytes, 1), 16, MAX_SHUFFLE_BUFFER))
 
     def load(self, task, part, batch_size, *, shuffle=False, seed=0, flags=False,
              copies=False):
@@ -95,9 +108,9 @@ class Source:
                     tf.data.Dataset.from_tensors(dict(example, _flag=1.0))
                 )
             )
-        if shuffle:
-            ds = ds.shuffle(2048, seed=seed, reshuffle_each_iteration=True)
         audio = self.builder.info.features[self.audio_key]
+        if shuffle:
+            ds = ds.shuffle(self.shuffle_buffer(), seed=seed, reshuffle_each_iteration=True)
         scale = 1.0 if np.dtype(audio.np_dtype).kind == "f" else 1.0 / 32768.0
         length = self.num_samples
 

@@ -77,3 +77,21 @@ def test_a_clip_does_not_depend_on_the_rest_of_its_batch(esc50_frontend):
     alone = esc50_frontend.predict(quiet[None], verbose=0)[0]
     together = esc50_frontend.predict(np.stack([quiet, loud]), verbose=0)[0]
     np.testing.assert_allclose(alone, together, atol=1e-4)
+
+
+def test_image_equals_the_reference_librosa_and_pil_image(esc50_frontend):
+    # benchmarks/reference.py is the per-clip librosa + PIL implementation the
+    # frontend benchmark times: the two must compute the same image.
+    from benchmarks import reference
+
+    rng = np.random.default_rng(1)
+    noisy_tone = tone(1000.0) + 0.1 * rng.standard_normal(ESC50_SAMPLES).astype("float32")
+    clicks = np.zeros(ESC50_SAMPLES, "float32")
+    clicks[::44100] = 0.9  # a click a second over digital silence (the -60 dB floor)
+    for clip in (noisy_tone, clicks):
+        ours = esc50_frontend.predict(clip[None], verbose=0)[0]
+        expected = reference.log_mel_image(clip, ESC50_RATE)
+        assert ours.shape == expected.shape == (128, 250, 3)
+        # The resizing filters (TF's antialiased bilinear, PIL's bilinear) agree to
+        # a few hundredths of a dB; 0.1 dB is the bound the benchmark states.
+        np.testing.assert_allclose(ours, expected, atol=0.1)
