@@ -41,6 +41,15 @@ flags.DEFINE_string(
     "stretch 0.9..1.2 on a copy of every clip), specaugment (masks), mixup.")
 flags.DEFINE_integer("runs", 1, "Models per fold, with different seeds (evaluate.py ensembles them).")
 flags.DEFINE_boolean("deterministic", False, "TensorFlow op determinism: bit-identical reruns on one machine.")
+flags.DEFINE_string(
+    "precision", "float32",
+    "float32, or mixed: the backbone computes in float16 on GPUs and in bfloat16 on CPUs "
+    "with bfloat16 instructions (AVX512_BF16 or AMX), float32 elsewhere; the frontend, "
+    "the logits and the saved models stay float32.")
+flags.DEFINE_string(
+    "jit_compile", "auto",
+    "XLA compilation of the training and prediction steps: true, false, or auto "
+    "(on with a GPU, off on CPUs and with --deterministic).")
 flags.DEFINE_integer("seed", 0, "Random seed (fold k, run r use seed + 1000 (r - 1) + k).")
 flags.DEFINE_string("data_dir", None, "TFDS data directory (default: TFDS's, ~/tensorflow_datasets).")
 flags.DEFINE_string("manual_dir", None, "Directory holding the dataset's archive for offline preparation.")

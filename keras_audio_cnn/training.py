@@ -2,6 +2,7 @@
 
 import dataclasses
 import datetime
+import functools
 import json
 import os
 import platform
@@ -11,7 +12,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_audio_cnn import augment, data, frontend, model as model_lib
+from keras_audio_cnn import augment, data, devices, frontend, model as model_lib
 
 
 @dataclasses.dataclass
@@ -40,6 +41,8 @@ class TrainConfig:
     augment: str = "paper"  # comma list of paper, specaugment, mixup; or none
     runs: int = 1
     deterministic: bool = False
+    precision: str = "float32"  # or "mixed" (devices.resolve)
+    jit_compile: str = "auto"  # "true", "false"; auto: XLA on GPUs only
     seed: int = 0
     data_dir: str | None = None
     manual_dir: str | None = None
@@ -247,6 +250,27 @@ def _learning_rate_schedule(config):
 AUGMENT_POLICIES = ("paper", "specaugment", "mixup")
 
 
+def device_settings(config):
+    """The dtype policy and XLA setting of a run on this process's devices.
+
+    Raises:
+        RunError: a --precision or --jit_compile value that is not valid, or
+            --jit_compile=true with --deterministic (Keras refuses XLA under op
+            determinism).
+    """
+    if config.precision not in devices.PRECISIONS:
+        raise RunError(f"unknown --precision={config.precision!r}; use one of "
+                       f"{', '.join(devices.PRECISIONS)}")
+    if config.jit_compile not in devices.JIT_COMPILE:
+        raise RunError(f"unknown --jit_compile={config.jit_compile!r}; use one of "
+                       f"{', '.join(devices.JIT_COMPILE)}")
+    if config.jit_compile == "true" and config.deterministic:
+        raise RunError("--jit_compile=true cannot be combined with --deterministic: Keras "
+                       "turns XLA off under op determinism; use --jit_compile=auto or false")
+    return devices.resolve(config.precision, config.jit_compile, devices.detect(),
+                           deterministic=config.deterministic)
+
+
 def augment_policies(spec):
     """The policies of an --augment value ("paper,mixup", "none")."""
     policies = tuple(p for p in spec.split(",") if p and p != "none")
@@ -263,20 +287,31 @@ def training_model(model, policies, sample_rate, seed):
     """The model `fit` trains: `model` with augmentation between frontend and backbone.
 
     It takes `(waveform, augment_flag)` and shares every layer, so training it
-    trains `model`, which stays free of augmentation (and is what is saved).
+    trains `model`, which stays free of augmentation (and is what is saved). It
+    has `model`'s dtype policy (compile() adds loss scaling for mixed_float16);
+    the augmentation, like the frontend, is float32.
     """
     image_policies = tuple(p for p in policies if p != "mixup")
-    flag = keras.Input(shape=(), name="augment_flag")
-    image = model.get_layer("logmel_image").output
-    x = augment.Augment(image_policies, sample_rate, seed=seed, name="augment")([image, flag])
-    start = [layer.name for layer in model.layers].index("logmel_image") + 1
-    for layer in model.layers[start:]:
-        x = layer(x)
-    return keras.Model([model.input, flag], x, name=f"{model.name}_training")
+    with devices.dtype_policy(model.dtype_policy.name):
+        flag = keras.Input(shape=(), name="augment_flag")
+        image = model.get_layer("logmel_image").output
+        x = augment.Augment(image_policies, sample_rate, seed=seed, name="augment",
+                            dtype="float32")([image, flag])
+        start = [layer.name for layer in model.layers].index("logmel_image") + 1
+        for layer in model.layers[start:]:
+            x = layer(x)
+        return keras.Model([model.input, flag], x, name=f"{model.name}_training")
 
 
-def train_task(config, source, task, run_dir, strategy, seed):
-    """Trains one model of the protocol, evaluates it on its test part, saves it."""
+def train_task(config, source, task, run_dir, strategy, seed, settings=None):
+    """Trains one model of the protocol, evaluates it on its test part, saves it.
+
+    `settings` (a `devices.Settings`) defaults to `device_settings(config)` on this
+    process's devices. Under a mixed dtype policy the trained weights are copied
+    into the same model built in float32, which is what is evaluated, saved and
+    exported: saved models are float32 graphs whatever the training precision.
+    """
+    settings = settings or device_settings(config)
     keras.utils.set_random_seed(seed)
     policies = augment_policies(config.augment)
     copies = any(p in policies for p in ("paper", "specaugment"))
@@ -293,25 +328,28 @@ def train_task(config, source, task, run_dir, strategy, seed):
     test_ds = source.load(task, "test", config.batch_size)
 
     mean, variance = image_statistics(source.sample_rate, source.num_samples, ordered_train_ds)
+    build = functools.partial(
+        model_lib.build_model,
+        config.backbone,
+        len(names),
+        source.sample_rate,
+        source.num_samples,
+        trainable=config.trainable,
+        dropout=config.dropout,
+        mean=mean,
+        variance=variance,
+    )
     with strategy.scope():
-        model = model_lib.build_model(
-            config.backbone,
-            len(names),
-            source.sample_rate,
-            source.num_samples,
-            weights=config.weights,
-            trainable=config.trainable,
-            reinit_from=config.reinit_from,
-            dropout=config.dropout,
-            mean=mean,
-            variance=variance,
-        )
+        model = build(weights=config.weights, reinit_from=config.reinit_from,
+                      dtype_policy=settings.dtype_policy)
         add_weight_decay(model, config.weight_decay)
         fitted = training_model(model, policies, source.sample_rate, seed) if policies else model
         loss = (keras.losses.CategoricalCrossentropy if "mixup" in policies
                 else keras.losses.SparseCategoricalCrossentropy)(from_logits=True)
+        # Under mixed_float16, compile() wraps the optimizer in a LossScaleOptimizer.
         fitted.compile(
-            optimizer=keras.optimizers.Adam(config.learning_rate), loss=loss, metrics=["accuracy"]
+            optimizer=keras.optimizers.Adam(config.learning_rate), loss=loss,
+            metrics=["accuracy"], jit_compile=settings.jit_compile,
         )
 
     backup_dir = os.path.join(run_dir, "backup")
@@ -332,14 +370,24 @@ def train_task(config, source, task, run_dir, strategy, seed):
         ],
     )
 
+    jit_compile = fitted.jit_compile  # Keras turns XLA off for layers that declare no support
+    if settings.dtype_policy != "float32":
+        # The variables are float32 under a mixed policy, so the float32 build of the
+        # same architecture takes them unchanged.
+        with strategy.scope():
+            trained, model = model, build(weights="none")
+        model.set_weights(trained.get_weights())
+
     bn_layers = 0
     if config.precise_bn:  # frozen BatchNorm layers keep their statistics
         bn_layers = precise_batch_norm(model, ordered_train_ds)
 
+    model.jit_compile = jit_compile  # for predict()
     metrics = evaluate(model, test_ds, len(names))
     metrics.update(task=task.name, train_split=task.train, test_split=task.test,
                    valid_split=task.valid, carved_fold=task.fold, seed=seed,
-                   precise_bn_layers=bn_layers, class_names=names)
+                   precise_bn_layers=bn_layers, class_names=names,
+                   dtype_policy=settings.dtype_policy, jit_compile=jit_compile)
 
     temporary = os.path.join(run_dir, "model.tmp.keras")
     model.save(temporary)
@@ -510,6 +558,9 @@ def run(config):
     augment_policies(config.augment)
     if config.runs < 1:
         raise RunError(f"--runs={config.runs} must be at least 1")
+    settings = device_settings(config)
+    if settings.note:
+        print(settings.note)
     model_lib.check_options(config.backbone, config.weights, config.trainable,
                             config.reinit_from)
     source = data.open_source(

@@ -4,6 +4,7 @@ import keras
 import librosa
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from keras_audio_cnn import frontend
 
@@ -69,6 +70,20 @@ def test_each_channel_equals_librosa_log_mel_before_resizing(esc50_frontend):
         assert ours.shape == reference.shape
         # float32 FFTs against float64 ones: within 0.1 dB over a ~100 dB range.
         np.testing.assert_allclose(ours, reference, atol=0.1)
+
+
+def test_resizing_equals_antialiased_bilinear_and_compiles_with_xla(esc50_frontend):
+    rng = np.random.default_rng(1)
+    clip = (tone(700.0) + 0.1 * rng.standard_normal(ESC50_SAMPLES)).astype("float32")[None]
+    outputs = [esc50_frontend.get_layer(f"logmel_{w}ms").output for w in frontend.WINDOWS_MS]
+    spectrograms = keras.Model(esc50_frontend.input, outputs).predict(clip, verbose=0)
+    image = esc50_frontend.predict(clip, verbose=0)
+    for channel, spectrogram in enumerate(spectrograms):
+        # What keras.layers.Resizing(128, 250, antialias=True) gives.
+        expected = tf.image.resize(spectrogram[..., None], (128, 250), antialias=True)
+        np.testing.assert_allclose(image[..., channel], expected[..., 0], atol=1e-3)
+    compiled = tf.function(lambda x: esc50_frontend(x, training=False), jit_compile=True)
+    np.testing.assert_allclose(compiled(clip).numpy(), image, atol=1e-3)
 
 
 def test_a_clip_does_not_depend_on_the_rest_of_its_batch(esc50_frontend):
