@@ -57,7 +57,7 @@ def ours_train(backbone, steps, data_dir=None, manual_dir=None):
     settings = training.device_settings(config)
     waveforms = clips.waveforms(2 * TRAIN_BATCH)
     flags = (np.arange(len(waveforms)) % 2).astype("float32")  # half are augmented copies
-    _, fitted = training.compile_training_model(
+    _, fitted, _ = training.compile_training_model(
         config, settings, clips.NUM_CLASSES, clips.SAMPLE_RATE, clips.NUM_SAMPLES, seed=0)
     ds = tf.data.Dataset.from_tensor_slices(((waveforms, flags), clips.labels(len(waveforms))))
     result = {"rate": _timed_fit(fitted, ds.batch(TRAIN_BATCH).repeat(), steps, TRAIN_BATCH),

@@ -15,7 +15,7 @@ import re
 import numpy as np
 import tensorflow as tf
 
-from keras_audio_cnn import data, training
+from keras_audio_cnn import data, fused_batch_norm, training
 
 
 class EvaluationError(ValueError):
@@ -141,6 +141,7 @@ def evaluate_runs(model_dirs, data_dir=None, manual_dir=None, batch_size=None,
             with open(os.path.join(run_dir, "metrics.json")) as f:
                 _check_held_out(run_dir, json.load(f), task, names)
             model = tf.keras.models.load_model(os.path.join(run_dir, "model.keras"))
+            fused_batch_norm.use_fused_kernels(model)  # speed only: same probabilities
             first_model = first_model or model
             p = training.probabilities(model, test_ds)
             label = _label(model_dirs, model_dir, run_dir)

@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_audio_cnn import augment, data, devices, frontend, model as model_lib
+from keras_audio_cnn import augment, data, devices, frontend, fused_batch_norm, model as model_lib
 
 
 @dataclasses.dataclass
@@ -104,15 +104,6 @@ def image_statistics(sample_rate, num_samples, dataset):
     return mean, np.maximum(total_sq / count - mean**2, 1e-12)
 
 
-def _batch_norm_layers(layer):
-    if isinstance(layer, keras.layers.BatchNormalization):
-        return [layer]
-    found = []
-    for sublayer in getattr(layer, "layers", []):
-        found.extend(_batch_norm_layers(sublayer))
-    return found
-
-
 def precise_batch_norm(model, dataset):
     """Re-estimates BatchNorm statistics as the average over a pass of `dataset`.
 
@@ -124,7 +115,7 @@ def precise_batch_norm(model, dataset):
 
     Returns the number of layers updated.
     """
-    layers = [layer for layer in _batch_norm_layers(model) if layer.trainable]
+    layers = [layer for layer in fused_batch_norm.batch_norm_layers(model) if layer.trainable]
     if not layers:
         return 0
     momenta = [layer.momentum for layer in layers]
@@ -303,6 +294,55 @@ def training_model(model, policies, sample_rate, seed):
         return keras.Model([model.input, flag], x, name=f"{model.name}_training")
 
 
+def compile_training_model(config, settings, num_classes, sample_rate, num_samples, *,
+                           seed, mean=None, variance=None, strategy=None):
+    """The model train.py trains, compiled with the recipe and the device settings.
+
+    Returns `(model, fitted, build)`: the waveform-to-logits model that is saved,
+    the model `fit` trains (with the augmentation input when `config.augment` asks
+    for it; it shares `model`'s layers), and `build(**overrides)`, which builds the
+    same architecture again (train_task uses it for the float32 copy of a
+    mixed-precision model). BatchNorm layers run TensorFlow's fused kernel
+    (`fused_batch_norm`), which changes the speed, not the results.
+    """
+    policies = augment_policies(config.augment)
+    build = functools.partial(
+        model_lib.build_model,
+        config.backbone,
+        num_classes,
+        sample_rate,
+        num_samples,
+        trainable=config.trainable,
+        dropout=config.dropout,
+        mean=mean,
+        variance=variance,
+    )
+    with (strategy or tf.distribute.get_strategy()).scope():
+        model = build(weights=config.weights, reinit_from=config.reinit_from,
+                      dtype_policy=settings.dtype_policy)
+        fused_batch_norm.use_fused_kernels(model)
+        add_weight_decay(model, config.weight_decay)
+        fitted = training_model(model, policies, sample_rate, seed) if policies else model
+        loss = (keras.losses.CategoricalCrossentropy if "mixup" in policies
+                else keras.losses.SparseCategoricalCrossentropy)(from_logits=True)
+        # Under mixed_float16, compile() wraps the optimizer in a LossScaleOptimizer.
+        fitted.compile(
+            optimizer=keras.optimizers.Adam(config.learning_rate), loss=loss,
+            metrics=["accuracy"], jit_compile=settings.jit_compile,
+        )
+    return model, fitted, build
+
+
+def inference_function(model, jit_compile=False):
+    """A compiled function from waveforms `[batch, num_samples]` to class probabilities.
+
+    BatchNorm layers run TensorFlow's fused inference kernel.
+    """
+    fused_batch_norm.use_fused_kernels(model)
+    return tf.function(lambda waveform: keras.ops.softmax(model(waveform, training=False)),
+                       jit_compile=jit_compile, reduce_retracing=True)
+
+
 def train_task(config, source, task, run_dir, strategy, seed, settings=None):
     """Trains one model of the protocol, evaluates it on its test part, saves it.
 
@@ -328,29 +368,9 @@ def train_task(config, source, task, run_dir, strategy, seed, settings=None):
     test_ds = source.load(task, "test", config.batch_size)
 
     mean, variance = image_statistics(source.sample_rate, source.num_samples, ordered_train_ds)
-    build = functools.partial(
-        model_lib.build_model,
-        config.backbone,
-        len(names),
-        source.sample_rate,
-        source.num_samples,
-        trainable=config.trainable,
-        dropout=config.dropout,
-        mean=mean,
-        variance=variance,
-    )
-    with strategy.scope():
-        model = build(weights=config.weights, reinit_from=config.reinit_from,
-                      dtype_policy=settings.dtype_policy)
-        add_weight_decay(model, config.weight_decay)
-        fitted = training_model(model, policies, source.sample_rate, seed) if policies else model
-        loss = (keras.losses.CategoricalCrossentropy if "mixup" in policies
-                else keras.losses.SparseCategoricalCrossentropy)(from_logits=True)
-        # Under mixed_float16, compile() wraps the optimizer in a LossScaleOptimizer.
-        fitted.compile(
-            optimizer=keras.optimizers.Adam(config.learning_rate), loss=loss,
-            metrics=["accuracy"], jit_compile=settings.jit_compile,
-        )
+    model, fitted, build = compile_training_model(
+        config, settings, len(names), source.sample_rate, source.num_samples, seed=seed,
+        mean=mean, variance=variance, strategy=strategy)
 
     backup_dir = os.path.join(run_dir, "backup")
     history_path = os.path.join(run_dir, "history.csv")
@@ -377,6 +397,7 @@ def train_task(config, source, task, run_dir, strategy, seed, settings=None):
         with strategy.scope():
             trained, model = model, build(weights="none")
         model.set_weights(trained.get_weights())
+        fused_batch_norm.use_fused_kernels(model)
 
     bn_layers = 0
     if config.precise_bn:  # frozen BatchNorm layers keep their statistics
