@@ -28,8 +28,15 @@ flags.DEFINE_string(
     "Re-initialise the backbone from this block on, keeping the (pretrained) layers before it.")
 flags.DEFINE_list("folds", [], "Folds to hold out, e.g. 1,3 (default: every fold).")
 flags.DEFINE_integer("epochs", 70, "Training epochs per fold.")
-flags.DEFINE_integer("batch_size", 32, "Global batch size (split across replicas).")
-flags.DEFINE_float("learning_rate", 1e-4, "Adam's initial learning rate.")
+flags.DEFINE_integer(
+    "batch_size", 32,
+    "Clips per step on each replica (GPU); the global batch is batch_size x replicas.")
+flags.DEFINE_float("learning_rate", 1e-4, "Adam's initial learning rate on one replica (see --lr_scaling).")
+flags.DEFINE_enum(
+    "lr_scaling", "linear", ["linear", "sqrt", "none"],
+    "How the learning rate grows with the replicas (and so the global batch): linear "
+    "(x replicas, Goyal et al. 2017), sqrt (x sqrt(replicas), Malladi et al. 2022 for "
+    "Adam) or none.")
 flags.DEFINE_float("weight_decay", 1e-3, "Coupled L2 weight decay (PyTorch Adam's weight_decay).")
 flags.DEFINE_integer("lr_decay_epochs", 30, "Multiply the learning rate by --lr_decay_factor every this many epochs.")
 flags.DEFINE_float("lr_decay_factor", 0.1, "Step decay factor of the learning rate.")

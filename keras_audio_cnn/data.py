@@ -77,14 +77,15 @@ class Source:
         return int(np.clip(SHUFFLE_BUFFER_BYTES // max(example_bytes, 1), 16, MAX_SHUFFLE_BUFFER))
 
     def load(self, task, part, batch_size, *, shuffle=False, seed=0, flags=False,
-             copies=False):
+             copies=False, drop_remainder=False):
         """Batched `(waveform float32 [batch, num_samples], label)` of a task's part.
 
         `part` is "train", "valid" or "test". With `shuffle`, files are read in a
         seeded order and examples pass a seeded buffer redrawn every epoch. With
         `flags`, inputs are `(waveform, augment_flag)`, the flag 0.0; with
         `copies`, every clip also comes a second time with flag 1.0 (the copy that
-        the training model augments), doubling the epoch as in the paper.
+        the training model augments), doubling the epoch as in the paper. With
+        `drop_remainder`, a last batch smaller than `batch_size` is left out.
         """
         split = getattr(task, part)
         ds = self.builder.as_dataset(
@@ -127,7 +128,7 @@ class Source:
             return waveform, example[self.label_key]
 
         ds = ds.map(to_waveform, num_parallel_calls=tf.data.AUTOTUNE)
-        return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+        return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
 
 
 def _new_entries(directory, before):

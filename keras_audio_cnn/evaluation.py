@@ -38,19 +38,36 @@ def read_run(model_dir):
         return json.load(f)
 
 
-def run_directories(model_dir, task_name):
-    """Directories holding a finished model of one task: `task/` or `task/run*/`."""
+def _model_directories(model_dir, task_name):
+    """Every directory train.py may have started for one task: `task/` or `task/run*/`."""
     task_dir = os.path.join(model_dir, task_name)
-    if os.path.isfile(os.path.join(task_dir, "metrics.json")):
-        return [task_dir]
     if not os.path.isdir(task_dir):
         return []
     runs = [n for n in os.listdir(task_dir) if re.fullmatch(r"run\d+", n)]
-    return [
-        os.path.join(task_dir, n)
-        for n in sorted(runs, key=lambda n: int(n[3:]))
-        if os.path.isfile(os.path.join(task_dir, n, "metrics.json"))
-    ]
+    if not runs or os.path.isfile(os.path.join(task_dir, "metrics.json")):
+        return [task_dir]
+    return [os.path.join(task_dir, n) for n in sorted(runs, key=lambda n: int(n[3:]))]
+
+
+def run_directories(model_dir, task_name):
+    """Directories holding a finished model of one task: `task/` or `task/run*/`.
+
+    A model is finished when its `metrics.json` exists: train.py writes it after
+    `model.keras` and `saved_model/` are in place.
+    """
+    return [d for d in _model_directories(model_dir, task_name)
+            if os.path.isfile(os.path.join(d, "metrics.json"))]
+
+
+def unfinished_directories(model_dir, task_name):
+    """Directories of a task that train.py started but did not finish (no metrics.json).
+
+    Whatever they hold (a backup, a `model.tmp.keras` or `saved_model.tmp` of a
+    killed export, even a `model.keras` whose export did not complete) is not a
+    finished model and is never loaded.
+    """
+    return [d for d in _model_directories(model_dir, task_name)
+            if not os.path.isfile(os.path.join(d, "metrics.json"))]
 
 
 def _check_held_out(run_dir, metrics, task, class_names):
@@ -117,10 +134,17 @@ def evaluate_runs(model_dirs, data_dir=None, manual_dir=None, batch_size=None,
         task.name: [(d, r) for d in model_dirs for r in run_directories(d, task.name)]
         for task in source.tasks
     }
+    unfinished = [u for d in model_dirs for task in source.tasks
+                  for u in unfinished_directories(d, task.name)]
+    for directory in unfinished:
+        print(f"{directory}: no finished model (no metrics.json), left out; rerunning the "
+              "train.py command resumes it (summary.md says if it failed)")
     if not any(members.values()):
         raise EvaluationError(
             f"{', '.join(model_dirs)}: no finished model yet (no */metrics.json); let "
             "train.py finish a fold first"
+            + (f" ({len(unfinished)} unfinished: rerun the train.py command to resume)"
+               if unfinished else "")
         )
     names = source.class_names
     batch_size = batch_size or first.get("batch_size", 32)
@@ -180,6 +204,7 @@ def evaluate_runs(model_dirs, data_dir=None, manual_dir=None, batch_size=None,
         "std_accuracy": float(ensemble_accuracy.std()),
         "mean_run_accuracy": float(all_runs.mean()),
         "tasks": tasks,
+        "unfinished": unfinished,
     }
     os.makedirs(output_dir, exist_ok=True)
     training.write_json(os.path.join(output_dir, "evaluation.json"), summary)
