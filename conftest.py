@@ -3,6 +3,7 @@
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+import keras_audio_cnn  # noqa: E402,F401  (its CPU kernel default, before TensorFlow loads)
 
 
 def pytest_collection_modifyitems(config, items):

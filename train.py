@@ -28,8 +28,15 @@ flags.DEFINE_string(
     "Re-initialise the backbone from this block on, keeping the (pretrained) layers before it.")
 flags.DEFINE_list("folds", [], "Folds to hold out, e.g. 1,3 (default: every fold).")
 flags.DEFINE_integer("epochs", 70, "Training epochs per fold.")
-flags.DEFINE_integer("batch_size", 32, "Global batch size (split across replicas).")
-flags.DEFINE_float("learning_rate", 1e-4, "Adam's initial learning rate.")
+flags.DEFINE_integer(
+    "batch_size", 32,
+    "Clips per step on each replica (GPU); the global batch is batch_size x replicas.")
+flags.DEFINE_float("learning_rate", 1e-4, "Adam's initial learning rate on one replica (see --lr_scaling).")
+flags.DEFINE_enum(
+    "lr_scaling", "linear", ["linear", "sqrt", "none"],
+    "How the learning rate grows with the replicas (and so the global batch): linear "
+    "(x replicas, Goyal et al. 2017), sqrt (x sqrt(replicas), Malladi et al. 2022 for "
+    "Adam) or none.")
 flags.DEFINE_float("weight_decay", 1e-3, "Coupled L2 weight decay (PyTorch Adam's weight_decay).")
 flags.DEFINE_integer("lr_decay_epochs", 30, "Multiply the learning rate by --lr_decay_factor every this many epochs.")
 flags.DEFINE_float("lr_decay_factor", 0.1, "Step decay factor of the learning rate.")
@@ -41,6 +48,15 @@ flags.DEFINE_string(
     "stretch 0.9..1.2 on a copy of every clip), specaugment (masks), mixup.")
 flags.DEFINE_integer("runs", 1, "Models per fold, with different seeds (evaluate.py ensembles them).")
 flags.DEFINE_boolean("deterministic", False, "TensorFlow op determinism: bit-identical reruns on one machine.")
+flags.DEFINE_string(
+    "precision", "float32",
+    "float32, or mixed: the backbone computes in float16 on GPUs and in bfloat16 on CPUs "
+    "with bfloat16 instructions (AVX512_BF16 or AMX), float32 elsewhere; the frontend, "
+    "the logits and the saved models stay float32.")
+flags.DEFINE_string(
+    "jit_compile", "auto",
+    "XLA compilation of the training and prediction steps: true, false, or auto "
+    "(on with a GPU, off on CPUs and with --deterministic).")
 flags.DEFINE_integer("seed", 0, "Random seed (fold k, run r use seed + 1000 (r - 1) + k).")
 flags.DEFINE_string("data_dir", None, "TFDS data directory (default: TFDS's, ~/tensorflow_datasets).")
 flags.DEFINE_string("manual_dir", None, "Directory holding the dataset's archive for offline preparation.")

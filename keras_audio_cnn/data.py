@@ -32,6 +32,12 @@ _FOLD_SPLIT = re.compile(r"fold(\d+)$")
 MAX_CLIP_SECONDS = 10.0
 _CATALOG_FOLDS = 5
 _FOLD_SEED = 0
+# The shuffle buffer holds decoded-size examples; bounding its bytes keeps memory
+# flat whatever the dataset's size (2048 ESC-50 clips would take 900 MB). TFDS
+# writes examples in a fixed random order, so the buffer only needs to reshuffle
+# them from epoch to epoch.
+SHUFFLE_BUFFER_BYTES = 128 * 2**20
+MAX_SHUFFLE_BUFFER = 2048
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,15 +69,23 @@ class Source:
     # For carved folds: the fold number of every example of `train`, in order.
     fold_of_example: np.ndarray | None = None
 
+    def shuffle_buffer(self):
+        """Examples in the shuffle buffer: at most SHUFFLE_BUFFER_BYTES of audio."""
+        audio = self.builder.info.features[self.audio_key]
+        channels = int(np.prod(audio.shape[1:])) if audio.shape and len(audio.shape) > 1 else 1
+        example_bytes = self.num_samples * channels * np.dtype(audio.np_dtype).itemsize
+        return int(np.clip(SHUFFLE_BUFFER_BYTES // max(example_bytes, 1), 16, MAX_SHUFFLE_BUFFER))
+
     def load(self, task, part, batch_size, *, shuffle=False, seed=0, flags=False,
-             copies=False):
+             copies=False, drop_remainder=False):
         """Batched `(waveform float32 [batch, num_samples], label)` of a task's part.
 
         `part` is "train", "valid" or "test". With `shuffle`, files are read in a
         seeded order and examples pass a seeded buffer redrawn every epoch. With
         `flags`, inputs are `(waveform, augment_flag)`, the flag 0.0; with
         `copies`, every clip also comes a second time with flag 1.0 (the copy that
-        the training model augments), doubling the epoch as in the paper.
+        the training model augments), doubling the epoch as in the paper. With
+        `drop_remainder`, a last batch smaller than `batch_size` is left out.
         """
         split = getattr(task, part)
         ds = self.builder.as_dataset(
@@ -95,9 +109,9 @@ class Source:
                     tf.data.Dataset.from_tensors(dict(example, _flag=1.0))
                 )
             )
-        if shuffle:
-            ds = ds.shuffle(2048, seed=seed, reshuffle_each_iteration=True)
         audio = self.builder.info.features[self.audio_key]
+        if shuffle:
+            ds = ds.shuffle(self.shuffle_buffer(), seed=seed, reshuffle_each_iteration=True)
         scale = 1.0 if np.dtype(audio.np_dtype).kind == "f" else 1.0 / 32768.0
         length = self.num_samples
 
@@ -114,7 +128,7 @@ class Source:
             return waveform, example[self.label_key]
 
         ds = ds.map(to_waveform, num_parallel_calls=tf.data.AUTOTUNE)
-        return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+        return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
 
 
 def _new_entries(directory, before):

@@ -16,7 +16,7 @@ import re
 import numpy as np
 import tensorflow as tf
 
-from keras_audio_cnn import data, training
+from keras_audio_cnn import data, fused_batch_norm, training
 
 
 class EvaluationError(ValueError):
@@ -38,20 +38,37 @@ def read_run(model_dir):
     return training.read_json(path)
 
 
-def run_directories(model_dir, task_name):
-    """Directories holding a finished model of one task: `task/` or `task/run*/`."""
+def _model_directories(model_dir, task_name):
+    """Every directory train.py may have started for one task: `task/` or `task/run*/`."""
     task_dir = os.path.join(model_dir, task_name)
-    if tf.io.gfile.exists(os.path.join(task_dir, "metrics.json")):
-        return [task_dir]
     if not tf.io.gfile.isdir(task_dir):
         return []
     names = [n.rstrip("/") for n in tf.io.gfile.listdir(task_dir)]  # gs:// adds "/"
     runs = [n for n in names if re.fullmatch(r"run\d+", n)]
-    return [
-        os.path.join(task_dir, n)
-        for n in sorted(runs, key=lambda n: int(n[3:]))
-        if tf.io.gfile.exists(os.path.join(task_dir, n, "metrics.json"))
-    ]
+    if not runs or tf.io.gfile.exists(os.path.join(task_dir, "metrics.json")):
+        return [task_dir]
+    return [os.path.join(task_dir, n) for n in sorted(runs, key=lambda n: int(n[3:]))]
+
+
+def run_directories(model_dir, task_name):
+    """Directories holding a finished model of one task: `task/` or `task/run*/`.
+
+    A model is finished when its `metrics.json` exists: train.py writes it after
+    `model.keras` and `saved_model/` are in place.
+    """
+    return [d for d in _model_directories(model_dir, task_name)
+            if tf.io.gfile.exists(os.path.join(d, "metrics.json"))]
+
+
+def unfinished_directories(model_dir, task_name):
+    """Directories of a task that train.py started but did not finish (no metrics.json).
+
+    Whatever they hold (a backup, a `model.tmp.keras` or `saved_model.tmp` of a
+    killed export, even a `model.keras` whose export did not complete) is not a
+    finished model and is never loaded.
+    """
+    return [d for d in _model_directories(model_dir, task_name)
+            if not tf.io.gfile.exists(os.path.join(d, "metrics.json"))]
 
 
 def _check_held_out(run_dir, metrics, task, class_names):
@@ -118,10 +135,17 @@ def evaluate_runs(model_dirs, data_dir=None, manual_dir=None, batch_size=None,
         task.name: [(d, r) for d in model_dirs for r in run_directories(d, task.name)]
         for task in source.tasks
     }
+    unfinished = [u for d in model_dirs for task in source.tasks
+                  for u in unfinished_directories(d, task.name)]
+    for directory in unfinished:
+        print(f"{directory}: no finished model (no metrics.json), left out; rerunning the "
+              "train.py command resumes it (summary.md says if it failed)")
     if not any(members.values()):
         raise EvaluationError(
             f"{', '.join(model_dirs)}: no finished model yet (no */metrics.json); let "
             "train.py finish a fold first"
+            + (f" ({len(unfinished)} unfinished: rerun the train.py command to resume)"
+               if unfinished else "")
         )
     names = source.class_names
     batch_size = batch_size or first.get("batch_size", 32)
@@ -142,6 +166,7 @@ def evaluate_runs(model_dirs, data_dir=None, manual_dir=None, batch_size=None,
             metrics = training.read_json(os.path.join(run_dir, "metrics.json"))
             _check_held_out(run_dir, metrics, task, names)
             model = tf.keras.models.load_model(os.path.join(run_dir, "model.keras"))
+            fused_batch_norm.use_fused_kernels(model)  # speed only: same probabilities
             first_model = first_model or model
             p = training.probabilities(model, test_ds)
             label = _label(model_dirs, model_dir, run_dir)
@@ -180,6 +205,7 @@ def evaluate_runs(model_dirs, data_dir=None, manual_dir=None, batch_size=None,
         "std_accuracy": float(ensemble_accuracy.std()),
         "mean_run_accuracy": float(all_runs.mean()),
         "tasks": tasks,
+        "unfinished": unfinished,
     }
     tf.io.gfile.makedirs(output_dir)
     training.write_json(os.path.join(output_dir, "evaluation.json"), summary)

@@ -7,6 +7,10 @@ colour channels of an image. Here the same computation is the first part of the
 model, made only of Keras built-in layers, so it runs on whatever device runs the
 model and a saved model rebuilds without this package.
 
+Every layer computes in float32, whatever the global dtype policy (mixed precision
+runs only the backbone in float16/bfloat16): dB values near 80 would keep only two
+or three significant digits in half precision.
+
 Differences from the reference librosa code, all inside the model:
 - mel filters follow the HTK mel scale of `keras.layers.MelSpectrogram`
   (`librosa.mel_frequencies(htk=True)` gives its band centres); librosa's
@@ -19,6 +23,7 @@ Differences from the reference librosa code, all inside the model:
 """
 
 import keras
+import numpy as np
 
 WINDOWS_MS = (25, 50, 100)
 HOPS_MS = (10, 25, 50)
@@ -47,6 +52,22 @@ def image_shape(sample_rate, num_samples):
     """The (mel bands, time frames, channels) shape of the spectrogram image."""
     frames = max(MIN_FRAMES, int(round(num_samples / sample_rate * FRAMES_PER_SECOND)))
     return (NUM_MEL_BINS, frames, len(WINDOWS_MS))
+
+
+def resize_matrix(input_frames, output_frames):
+    """The `[input_frames, output_frames]` matrix of antialiased bilinear resizing.
+
+    `keras.layers.Resizing(antialias=True)` runs TensorFlow's ScaleAndTranslate op,
+    which has no XLA kernel (and TensorFlow registers only a CPU kernel for it), so
+    a model using it cannot be compiled with `jit_compile=True`. Resizing along time is linear, so it is this
+    fixed matrix, applied by a non-trainable `Dense` layer: the same values (resizing
+    the identity image gives the matrix), on every device and under XLA.
+    """
+    identity = np.eye(input_frames, dtype="float32")[None, :, :, None]
+    resized = keras.ops.image.resize(
+        identity, (output_frames, input_frames), interpolation="bilinear", antialias=True
+    )
+    return np.transpose(keras.ops.convert_to_numpy(resized)[0, :, :, 0])
 
 
 def log_mel_image(waveform, sample_rate, num_samples):
@@ -81,19 +102,19 @@ def log_mel_image(waveform, sample_rate, num_samples):
             min_power=MIN_POWER,
             ref_power=1.0,
             name=name,
-        )(waveform)
+            dtype="float32",
+        )(waveform)  # [batch, bands, time]
+        resize = keras.layers.Dense(
+            frames, use_bias=False, trainable=False, name=f"{name}_resized", dtype="float32"
+        )
+        resize.build(spectrogram.shape)
+        resize.kernel.assign(resize_matrix(spectrogram.shape[-1], frames))
+        spectrogram = resize(spectrogram)
         spectrogram = keras.layers.Reshape(
-            (bands, -1, 1), name=f"{name}_image"
-        )(spectrogram)
-        spectrogram = keras.layers.Resizing(
-            bands,
-            frames,
-            interpolation="bilinear",
-            antialias=True,
-            name=f"{name}_resized",
+            (bands, frames, 1), name=f"{name}_image", dtype="float32"
         )(spectrogram)
         channels.append(spectrogram)
-    return keras.layers.Concatenate(axis=-1, name="logmel_image")(channels)
+    return keras.layers.Concatenate(axis=-1, name="logmel_image", dtype="float32")(channels)
 
 
 def build_frontend(sample_rate, num_samples):

@@ -6,7 +6,7 @@ import re
 import keras
 import numpy as np
 
-from keras_audio_cnn import frontend
+from keras_audio_cnn import devices, frontend
 
 # Block names inside keras.applications layer names: DenseNet/ResNet "conv4_block1",
 # EfficientNet "block5a", MobileNetV3 "expanded_conv_5", Inception "mixed5".
@@ -195,6 +195,7 @@ def build_model(
     dropout=0.0,
     mean=None,
     variance=None,
+    dtype_policy="float32",
 ):
     """Builds the classifier from raw waveforms to class logits.
 
@@ -215,6 +216,11 @@ def build_model(
         mean, variance: per-channel statistics of the training data's
             spectrogram images (`training.image_statistics`); zeros and ones
             when omitted (set them before training).
+        dtype_policy: the Keras dtype policy of the backbone, pool and dropout,
+            e.g. "mixed_bfloat16" (`devices.resolve`). The frontend, the
+            normalisation and the predictions layer are float32 in any case, so
+            the logits (and the softmax of the loss) are float32. The global
+            policy is restored before returning.
 
     Returns:
         An uncompiled `keras.Model` with layers named "waveform", "logmel_*",
@@ -226,27 +232,29 @@ def build_model(
         mean, variance = np.zeros(shape[-1]), np.ones(shape[-1])
     norm_mean, norm_variance = normalization_weights(backbone, mean, variance)
 
-    # Layers.
-    base = build_backbone(backbone, shape, weights)
-    set_trainable(base, trainable)
-    if reinit_from:
-        reinitialize_from(base, reinit_from)
-    normalization = keras.layers.Normalization(
-        axis=-1,
-        mean=norm_mean.astype("float32"),
-        variance=norm_variance.astype("float32"),
-        name="normalization",
-    )
-    pool = keras.layers.GlobalAveragePooling2D(name="pool")
-    drop = keras.layers.Dropout(dropout, name="dropout")
-    predictions = keras.layers.Dense(num_classes, name="predictions")
+    with devices.dtype_policy(dtype_policy):
+        # Layers.
+        base = build_backbone(backbone, shape, weights)
+        set_trainable(base, trainable)
+        if reinit_from:
+            reinitialize_from(base, reinit_from)
+        normalization = keras.layers.Normalization(
+            axis=-1,
+            mean=norm_mean.astype("float32"),
+            variance=norm_variance.astype("float32"),
+            name="normalization",
+            dtype="float32",
+        )
+        pool = keras.layers.GlobalAveragePooling2D(name="pool")
+        drop = keras.layers.Dropout(dropout, name="dropout")
+        predictions = keras.layers.Dense(num_classes, name="predictions", dtype="float32")
 
-    # Functional graph.
-    waveform = keras.Input(shape=(num_samples,), name="waveform")
-    image = frontend.log_mel_image(waveform, sample_rate, num_samples)
-    features = base(normalization(image))
-    logits = predictions(drop(pool(features)))
-    return keras.Model(waveform, logits, name=f"{backbone}_audio")
+        # Functional graph.
+        waveform = keras.Input(shape=(num_samples,), name="waveform")
+        image = frontend.log_mel_image(waveform, sample_rate, num_samples)
+        features = base(normalization(image))
+        logits = predictions(drop(pool(features)))
+        return keras.Model(waveform, logits, name=f"{backbone}_audio")
 
 
 def get_backbone(model):

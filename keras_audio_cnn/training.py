@@ -2,6 +2,7 @@
 
 import dataclasses
 import datetime
+import functools
 import json
 import os
 import platform
@@ -12,7 +13,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_audio_cnn import augment, data, frontend, model as model_lib
+from keras_audio_cnn import augment, data, devices, frontend, fused_batch_norm, model as model_lib
 
 
 @dataclasses.dataclass
@@ -20,8 +21,10 @@ class TrainConfig:
     """Everything one `train.py` run depends on; defaults are the paper's recipe.
 
     Palanisamy et al. (2020) and their reference code: Adam, learning rate 1e-4,
-    weight decay 1e-3 (PyTorch's coupled L2), batch 32, 70 epochs, learning rate
-    times 0.1 every 30 epochs.
+    weight decay 1e-3 (PyTorch's coupled L2), batch 32 on one GPU, 70 epochs,
+    learning rate times 0.1 every 30 epochs. `batch_size` is per replica, so
+    every device sees the paper's batch (and BatchNorm its batch statistics);
+    `lr_scaling` adapts the learning rate to the global batch.
     """
 
     dataset: str = "esc50"
@@ -31,8 +34,9 @@ class TrainConfig:
     reinit_from: str | None = None
     folds: tuple = ()  # empty: every fold of the dataset
     epochs: int = 70
-    batch_size: int = 32
-    learning_rate: float = 1e-4
+    batch_size: int = 32  # per replica: the global batch is batch_size x replicas
+    learning_rate: float = 1e-4  # for one replica; see lr_scaling
+    lr_scaling: str = "linear"  # linear, sqrt or none: see scaled_learning_rate
     weight_decay: float = 1e-3
     lr_decay_epochs: int = 30
     lr_decay_factor: float = 0.1
@@ -41,6 +45,8 @@ class TrainConfig:
     augment: str = "paper"  # comma list of paper, specaugment, mixup; or none
     runs: int = 1
     deterministic: bool = False
+    precision: str = "float32"  # or "mixed" (devices.resolve)
+    jit_compile: str = "auto"  # "true", "false"; auto: XLA on GPUs only
     seed: int = 0
     data_dir: str | None = None
     manual_dir: str | None = None
@@ -82,8 +88,10 @@ class _StopOnNaN(keras.callbacks.TerminateOnNaN):
     def on_batch_end(self, batch, logs=None):
         try:
             super().on_batch_end(batch, logs)
-        except RuntimeError as error:
-            raise TrainingFailed(f"epoch {self.epoch + 1}: {error}") from None
+        except RuntimeError:
+            loss = (logs or {}).get("loss")
+            raise TrainingFailed(
+                f"at epoch {self.epoch + 1}, batch {batch + 1}: the loss became {loss}") from None
 
 
 def image_statistics(sample_rate, num_samples, dataset):
@@ -107,15 +115,6 @@ def image_statistics(sample_rate, num_samples, dataset):
     return mean, np.maximum(total_sq / count - mean**2, 1e-12)
 
 
-def _batch_norm_layers(layer):
-    if isinstance(layer, keras.layers.BatchNormalization):
-        return [layer]
-    found = []
-    for sublayer in getattr(layer, "layers", []):
-        found.extend(_batch_norm_layers(sublayer))
-    return found
-
-
 def precise_batch_norm(model, dataset):
     """Re-estimates BatchNorm statistics as the average over a pass of `dataset`.
 
@@ -127,7 +126,7 @@ def precise_batch_norm(model, dataset):
 
     Returns the number of layers updated.
     """
-    layers = [layer for layer in _batch_norm_layers(model) if layer.trainable]
+    layers = [layer for layer in fused_batch_norm.batch_norm_layers(model) if layer.trainable]
     if not layers:
         return 0
     momenta = [layer.momentum for layer in layers]
@@ -170,8 +169,16 @@ def add_weight_decay(model, weight_decay):
 
 
 def probabilities(model, dataset):
-    """Softmax probabilities (float64) of a model on a `(waveform, label)` dataset."""
-    logits = model.predict(dataset.map(lambda waveform, label: waveform), verbose=0)
+    """Softmax probabilities (float64) of a model on a `(waveform, label)` dataset.
+
+    The model is called directly rather than through `predict`, so a model built
+    under a multi-replica strategy runs on one device: `predict` would split each
+    batch across the replicas, and a last, partial batch can leave a replica no
+    clip, which the spectrogram's reflect padding cannot take.
+    """
+    forward = tf.function(lambda waveform: model(waveform, training=False),
+                          reduce_retracing=True)
+    logits = np.concatenate([np.asarray(forward(waveform)) for waveform, _ in dataset])
     return tf.nn.softmax(logits.astype("float64")).numpy()
 
 
@@ -242,15 +249,57 @@ def read_json(path):
         return json.load(f)
 
 
-def _learning_rate_schedule(config):
+LR_SCALING = ("linear", "sqrt", "none")
+
+
+def scaled_learning_rate(config, replicas):
+    """The initial learning rate for `replicas` devices, each with `batch_size` clips.
+
+    `linear` (Goyal et al. 2017, "Accurate, Large Minibatch SGD"): the global
+    batch grows `replicas` times, so does the learning rate. `sqrt` grows it by
+    the square root, the rule Malladi et al. (2022, "On the SDEs and Scaling
+    Rules for Adaptive Gradient Algorithms") derive for Adam. `none` keeps
+    `learning_rate`. On one device all three give `learning_rate`.
+    """
+    if config.lr_scaling not in LR_SCALING:
+        raise RunError(
+            f"unknown --lr_scaling={config.lr_scaling!r}; use one of {', '.join(LR_SCALING)}")
+    factor = {"linear": replicas, "sqrt": replicas**0.5, "none": 1}[config.lr_scaling]
+    return config.learning_rate * factor
+
+
+def _learning_rate_schedule(config, replicas=1):
+    initial = scaled_learning_rate(config, replicas)
+
     def schedule(epoch, learning_rate):
         del learning_rate
-        return config.learning_rate * config.lr_decay_factor ** (epoch // config.lr_decay_epochs)
+        return initial * config.lr_decay_factor ** (epoch // config.lr_decay_epochs)
 
     return schedule
 
 
 AUGMENT_POLICIES = ("paper", "specaugment", "mixup")
+
+
+def device_settings(config):
+    """The dtype policy and XLA setting of a run on this process's devices.
+
+    Raises:
+        RunError: a --precision or --jit_compile value that is not valid, or
+            --jit_compile=true with --deterministic (Keras refuses XLA under op
+            determinism).
+    """
+    if config.precision not in devices.PRECISIONS:
+        raise RunError(f"unknown --precision={config.precision!r}; use one of "
+                       f"{', '.join(devices.PRECISIONS)}")
+    if config.jit_compile not in devices.JIT_COMPILE:
+        raise RunError(f"unknown --jit_compile={config.jit_compile!r}; use one of "
+                       f"{', '.join(devices.JIT_COMPILE)}")
+    if config.jit_compile == "true" and config.deterministic:
+        raise RunError("--jit_compile=true cannot be combined with --deterministic: Keras "
+                       "turns XLA off under op determinism; use --jit_compile=auto or false")
+    return devices.resolve(config.precision, config.jit_compile, devices.detect(),
+                           deterministic=config.deterministic)
 
 
 def augment_policies(spec):
@@ -269,89 +318,186 @@ def training_model(model, policies, sample_rate, seed):
     """The model `fit` trains: `model` with augmentation between frontend and backbone.
 
     It takes `(waveform, augment_flag)` and shares every layer, so training it
-    trains `model`, which stays free of augmentation (and is what is saved).
+    trains `model`, which stays free of augmentation (and is what is saved). It
+    has `model`'s dtype policy (compile() adds loss scaling for mixed_float16);
+    the augmentation, like the frontend, is float32.
     """
     image_policies = tuple(p for p in policies if p != "mixup")
-    flag = keras.Input(shape=(), name="augment_flag")
-    image = model.get_layer("logmel_image").output
-    x = augment.Augment(image_policies, sample_rate, seed=seed, name="augment")([image, flag])
-    start = [layer.name for layer in model.layers].index("logmel_image") + 1
-    for layer in model.layers[start:]:
-        x = layer(x)
-    return keras.Model([model.input, flag], x, name=f"{model.name}_training")
+    with devices.dtype_policy(model.dtype_policy.name):
+        flag = keras.Input(shape=(), name="augment_flag")
+        image = model.get_layer("logmel_image").output
+        x = augment.Augment(image_policies, sample_rate, seed=seed, name="augment",
+                            dtype="float32")([image, flag])
+        start = [layer.name for layer in model.layers].index("logmel_image") + 1
+        for layer in model.layers[start:]:
+            x = layer(x)
+        return keras.Model([model.input, flag], x, name=f"{model.name}_training")
 
 
-def train_task(config, source, task, run_dir, strategy, seed):
-    """Trains one model of the protocol, evaluates it on its test part, saves it."""
+def compile_training_model(config, settings, num_classes, sample_rate, num_samples, *,
+                           seed, mean=None, variance=None, strategy=None, learning_rate=None):
+    """The model train.py trains, compiled with the recipe and the device settings.
+
+    Returns `(model, fitted, build)`: the waveform-to-logits model that is saved,
+    the model `fit` trains (with the augmentation input when `config.augment` asks
+    for it; it shares `model`'s layers), and `build(**overrides)`, which builds the
+    same architecture again (train_task uses it for the float32 copy of a
+    mixed-precision model). BatchNorm layers run TensorFlow's fused kernel
+    (`fused_batch_norm`), which changes the speed, not the results. The optimizer
+    starts at `learning_rate` (default `config.learning_rate`; train_task passes
+    the rate scaled for its replicas).
+    """
+    policies = augment_policies(config.augment)
+    build = functools.partial(
+        model_lib.build_model,
+        config.backbone,
+        num_classes,
+        sample_rate,
+        num_samples,
+        trainable=config.trainable,
+        dropout=config.dropout,
+        mean=mean,
+        variance=variance,
+    )
+    with (strategy or tf.distribute.get_strategy()).scope():
+        model = build(weights=config.weights, reinit_from=config.reinit_from,
+                      dtype_policy=settings.dtype_policy)
+        fused_batch_norm.use_fused_kernels(model)
+        add_weight_decay(model, config.weight_decay)
+        fitted = training_model(model, policies, sample_rate, seed) if policies else model
+        loss = (keras.losses.CategoricalCrossentropy if "mixup" in policies
+                else keras.losses.SparseCategoricalCrossentropy)(from_logits=True)
+        # Under mixed_float16, compile() wraps the optimizer in a LossScaleOptimizer.
+        fitted.compile(
+            optimizer=keras.optimizers.Adam(learning_rate or config.learning_rate), loss=loss,
+            metrics=["accuracy"], jit_compile=settings.jit_compile,
+        )
+    return model, fitted, build
+
+
+def inference_function(model, jit_compile=False):
+    """A compiled function from waveforms `[batch, num_samples]` to class probabilities.
+
+    BatchNorm layers run TensorFlow's fused inference kernel.
+    """
+    fused_batch_norm.use_fused_kernels(model)
+    return tf.function(lambda waveform: keras.ops.softmax(model(waveform, training=False)),
+                       jit_compile=jit_compile, reduce_retracing=True)
+
+
+def _remove(path):
+    """Deletes a file or directory tree if it exists (any `tf.io.gfile` path)."""
+    if tf.io.gfile.isdir(path):
+        tf.io.gfile.rmtree(path)
+    elif tf.io.gfile.exists(path):
+        tf.io.gfile.remove(path)
+
+
+def backup_callback(run_dir):
+    """`BackupAndRestore` into `run_dir/backup`, kept after `fit` returns.
+
+    `train_task` deletes it only once `metrics.json` is written, so a run killed
+    during precise BN, evaluation or export resumes after the last epoch instead
+    of training again. `double_checkpoint` keeps the previous epoch's backup too:
+    a kill while the backup is being overwritten falls back to it.
+    """
+    return keras.callbacks.BackupAndRestore(
+        os.path.join(run_dir, "backup"), double_checkpoint=True, delete_checkpoint=False)
+
+
+def train_task(config, source, task, run_dir, strategy, seed, settings=None):
+    """Trains one model of the protocol, evaluates it on its test part, saves it.
+
+    Each of the strategy's replicas gets `config.batch_size` clips a step; the
+    learning rate follows `config.lr_scaling` (`scaled_learning_rate`).
+    `settings` (a `devices.Settings`) defaults to `device_settings(config)` on this
+    process's devices. Under a mixed dtype policy the trained weights are copied
+    into the same model built in float32, which is what is evaluated, saved and
+    exported: saved models are float32 graphs whatever the training precision.
+    """
+    settings = settings or device_settings(config)
     started = datetime.datetime.now().isoformat(timespec="milliseconds")
     keras.utils.set_random_seed(seed)
     policies = augment_policies(config.augment)
     copies = any(p in policies for p in ("paper", "specaugment"))
     names = source.class_names
-    train_ds = source.load(task, "train", config.batch_size, shuffle=True, seed=seed,
-                           flags=bool(policies), copies=copies)
+    replicas = strategy.num_replicas_in_sync
+    batch = config.batch_size * replicas  # global: split across the replicas
+    learning_rate = scaled_learning_rate(config, replicas)
+    # Several replicas split each batch, and a last, partial batch can leave one of
+    # them no clip, which the spectrogram's reflect padding cannot take: with
+    # several, it is dropped. Batches are reshuffled every epoch, so no clip is
+    # left out for good; the test accuracy always counts every clip.
+    drop = replicas > 1
+    train_ds = source.load(task, "train", batch, shuffle=True, seed=seed,
+                           flags=bool(policies), copies=copies, drop_remainder=drop)
     valid_ds = None
     if task.valid:
-        valid_ds = source.load(task, "valid", config.batch_size, flags=bool(policies))
+        valid_ds = source.load(task, "valid", batch, flags=bool(policies), drop_remainder=drop)
     if "mixup" in policies:
         train_ds = augment.mixup(train_ds, len(names), seed=seed)
         valid_ds = valid_ds and valid_ds.map(lambda x, y: (x, tf.one_hot(y, len(names))))
+    # Image statistics, precise BN and evaluation run on one device, a replica's batch at a time.
     ordered_train_ds = source.load(task, "train", config.batch_size)
     test_ds = source.load(task, "test", config.batch_size)
 
     mean, variance = image_statistics(source.sample_rate, source.num_samples, ordered_train_ds)
-    with strategy.scope():
-        model = model_lib.build_model(
-            config.backbone,
-            len(names),
-            source.sample_rate,
-            source.num_samples,
-            weights=config.weights,
-            trainable=config.trainable,
-            reinit_from=config.reinit_from,
-            dropout=config.dropout,
-            mean=mean,
-            variance=variance,
-        )
-        add_weight_decay(model, config.weight_decay)
-        fitted = training_model(model, policies, source.sample_rate, seed) if policies else model
-        loss = (keras.losses.CategoricalCrossentropy if "mixup" in policies
-                else keras.losses.SparseCategoricalCrossentropy)(from_logits=True)
-        fitted.compile(
-            optimizer=keras.optimizers.Adam(config.learning_rate), loss=loss, metrics=["accuracy"]
-        )
+    model, fitted, build = compile_training_model(
+        config, settings, len(names), source.sample_rate, source.num_samples, seed=seed,
+        mean=mean, variance=variance, strategy=strategy, learning_rate=learning_rate)
 
-    backup_dir = os.path.join(run_dir, "backup")
+    backup = backup_callback(run_dir)
     history_path = os.path.join(run_dir, "history.csv")
-    if not tf.io.gfile.isdir(backup_dir) and tf.io.gfile.exists(history_path):
+    if not tf.io.gfile.isdir(backup.backup_dir) and tf.io.gfile.exists(history_path):
         tf.io.gfile.remove(history_path)  # a previous attempt that saved no epoch
+    # After a kill, `backup` restores the last completed epoch; the epochs that
+    # follow append to history.csv. (BackupAndRestore saves before CSVLogger logs,
+    # so every row of history.csv has its backup.)
     fitted.fit(
         train_ds,
         validation_data=valid_ds,
         epochs=config.epochs,
         verbose=config.verbose,
         callbacks=[
-            keras.callbacks.BackupAndRestore(backup_dir),
+            backup,
             keras.callbacks.CSVLogger(history_path, append=True),
             keras.callbacks.TensorBoard(os.path.join(run_dir, "logs")),
-            keras.callbacks.LearningRateScheduler(_learning_rate_schedule(config)),
+            keras.callbacks.LearningRateScheduler(_learning_rate_schedule(config, replicas)),
             _StopOnNaN(raise_error=True),
         ],
     )
+
+    jit_compile = fitted.jit_compile  # Keras turns XLA off for layers that declare no support
+    if settings.dtype_policy != "float32":
+        # The variables are float32 under a mixed policy, so the float32 build of the
+        # same architecture takes them unchanged.
+        with strategy.scope():
+            trained, model = model, build(weights="none")
+        model.set_weights(trained.get_weights())
+        fused_batch_norm.use_fused_kernels(model)
 
     bn_layers = 0
     if config.precise_bn:  # frozen BatchNorm layers keep their statistics
         bn_layers = precise_batch_norm(model, ordered_train_ds)
 
+    model.jit_compile = jit_compile  # for predict()
     metrics = evaluate(model, test_ds, len(names))
     metrics.update(task=task.name, train_split=task.train, test_split=task.test,
                    valid_split=task.valid, carved_fold=task.fold, seed=seed,
-                   precise_bn_layers=bn_layers, class_names=names)
+                   precise_bn_layers=bn_layers, class_names=names, replicas=replicas,
+                   batch_size_per_replica=config.batch_size, global_batch_size=batch,
+                   learning_rate=learning_rate, lr_scaling=config.lr_scaling,
+                   dtype_policy=settings.dtype_policy, jit_compile=jit_compile)
 
+    # Each output is written under a temporary name and renamed into place, and
+    # metrics.json comes last: a directory without it holds no finished model
+    # (evaluate.py ignores it; a rerun trains it and overwrites the leftovers).
     temporary = os.path.join(run_dir, "model.tmp.keras")
+    _remove(temporary)
     model.save(temporary)
     _replace(temporary, os.path.join(run_dir, "model.keras"))
     temporary = os.path.join(run_dir, "saved_model.tmp")
+    _remove(temporary)  # a killed export's half directory
     export_serving(model, temporary, source.num_samples, names)
     _replace(temporary, os.path.join(run_dir, "saved_model"))
     # Where and when it trained: with --ray_address, which host ran the model and
@@ -359,6 +505,7 @@ def train_task(config, source, task, run_dir, strategy, seed):
     metrics.update(host=socket.gethostname(), started=started,
                    finished=datetime.datetime.now().isoformat(timespec="milliseconds"))
     write_json(os.path.join(run_dir, "metrics.json"), metrics)  # marks the run done
+    _remove(backup.backup_dir)
     return metrics
 
 
@@ -469,6 +616,7 @@ def train_job(config, source, job, strategy):
     metrics = finished_metrics(job)
     if metrics is not None:
         print(f"{job.key}: already trained, reading {job.run_dir}/metrics.json")
+        _remove(os.path.join(job.run_dir, "backup"))  # if killed just after metrics.json
         return metrics
     task = job.task
     tf.io.gfile.makedirs(job.run_dir)
@@ -477,7 +625,7 @@ def train_job(config, source, job, strategy):
           + (f", validating on {task.valid}" if task.valid else "")
           + f", testing on {task.test}"
           + (f" fold {task.fold}" if task.fold else "")
-          + f" ({strategy.num_replicas_in_sync} replica(s))")
+          + f" ({strategy.num_replicas_in_sync} replica(s) x batch {config.batch_size})")
     try:
         metrics = train_task(config, source, task, job.run_dir, strategy, job.seed)
     except TrainingFailed as error:
@@ -485,7 +633,7 @@ def train_job(config, source, job, strategy):
         kept = (f"the last completed epoch is kept in {backup}" if tf.io.gfile.isdir(backup)
                 else "no epoch completed")
         raise TrainingFailed(
-            f"{job.key}: training stopped: {error}; {kept}; lower --learning_rate "
+            f"{job.key}: training stopped {error}; {kept}; lower --learning_rate "
             f"or check the data, then rerun to resume") from None
     print(f"{job.key}: accuracy {100 * metrics['accuracy']:.2f}%")
     return metrics
@@ -499,7 +647,7 @@ def run_jobs(config, source, jobs):
     """
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
-    strategy = tf.distribute.MirroredStrategy()
+    strategy = tf.distribute.MirroredStrategy()  # every visible GPU, else the CPU
     results, failures = {}, {}
     for job in jobs:
         try:
@@ -519,12 +667,16 @@ def run(config):
     start = time.time()
     # Options are checked before any data is prepared or any output written.
     augment_policies(config.augment)
+    scaled_learning_rate(config, 1)  # checks --lr_scaling
     if config.runs < 1:
         raise RunError(f"--runs={config.runs} must be at least 1")
     if config.ray_address:
         from keras_audio_cnn import grid  # imports Ray, an optional dependency
 
         grid.check_options(config)
+    settings = device_settings(config)
+    if settings.note:
+        print(settings.note)
     model_lib.check_options(config.backbone, config.weights, config.trainable,
                             config.reinit_from)
     source = data.open_source(

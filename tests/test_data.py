@@ -99,3 +99,18 @@ def test_catalog_train_only_dataset_gets_disjoint_stratified_folds(spoken_digit)
         assert not test & train
         everything |= test
     assert len(everything) == 50  # every clip is tested exactly once
+
+
+def test_shuffle_buffer_is_bounded_in_bytes_and_every_epoch_is_reshuffled(spoken_digit,
+                                                                          monkeypatch):
+    audio = spoken_digit.builder.info.features["audio"]
+    clip_bytes = spoken_digit.num_samples * np.dtype(audio.np_dtype).itemsize
+    monkeypatch.setattr(data, "SHUFFLE_BUFFER_BYTES", 20 * clip_bytes)
+    assert spoken_digit.shuffle_buffer() == 20
+    monkeypatch.setattr(data, "SHUFFLE_BUFFER_BYTES", 2 * clip_bytes)
+    assert spoken_digit.shuffle_buffer() == 16  # never fewer than 16 examples
+
+    ds = spoken_digit.load(spoken_digit.tasks[0], "train", 8, shuffle=True, seed=0)
+    first, second = ([x.numpy().tobytes() for xs, _ in ds for x in xs] for _ in range(2))
+    assert len(first) == len(set(first)) == 40 and set(first) == set(second)
+    assert first != second

@@ -4,6 +4,7 @@ import keras
 import librosa
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from keras_audio_cnn import frontend
 
@@ -71,9 +72,41 @@ def test_each_channel_equals_librosa_log_mel_before_resizing(esc50_frontend):
         np.testing.assert_allclose(ours, reference, atol=0.1)
 
 
+def test_resizing_equals_antialiased_bilinear_and_compiles_with_xla(esc50_frontend):
+    rng = np.random.default_rng(1)
+    clip = (tone(700.0) + 0.1 * rng.standard_normal(ESC50_SAMPLES)).astype("float32")[None]
+    outputs = [esc50_frontend.get_layer(f"logmel_{w}ms").output for w in frontend.WINDOWS_MS]
+    spectrograms = keras.Model(esc50_frontend.input, outputs).predict(clip, verbose=0)
+    image = esc50_frontend.predict(clip, verbose=0)
+    for channel, spectrogram in enumerate(spectrograms):
+        # What keras.layers.Resizing(128, 250, antialias=True) gives.
+        expected = tf.image.resize(spectrogram[..., None], (128, 250), antialias=True)
+        np.testing.assert_allclose(image[..., channel], expected[..., 0], atol=1e-3)
+    compiled = tf.function(lambda x: esc50_frontend(x, training=False), jit_compile=True)
+    np.testing.assert_allclose(compiled(clip).numpy(), image, atol=1e-3)
+
+
 def test_a_clip_does_not_depend_on_the_rest_of_its_batch(esc50_frontend):
     quiet = tone(500.0, amplitude=1e-3)
     loud = tone(2000.0, amplitude=1.0)
     alone = esc50_frontend.predict(quiet[None], verbose=0)[0]
     together = esc50_frontend.predict(np.stack([quiet, loud]), verbose=0)[0]
     np.testing.assert_allclose(alone, together, atol=1e-4)
+
+
+def test_image_equals_the_reference_librosa_and_pil_image(esc50_frontend):
+    # benchmarks/reference.py is the per-clip librosa + PIL implementation the
+    # frontend benchmark times: the two must compute the same image.
+    from benchmarks import reference
+
+    rng = np.random.default_rng(1)
+    noisy_tone = tone(1000.0) + 0.1 * rng.standard_normal(ESC50_SAMPLES).astype("float32")
+    clicks = np.zeros(ESC50_SAMPLES, "float32")
+    clicks[::44100] = 0.9  # a click a second over digital silence (the -60 dB floor)
+    for clip in (noisy_tone, clicks):
+        ours = esc50_frontend.predict(clip[None], verbose=0)[0]
+        expected = reference.log_mel_image(clip, ESC50_RATE)
+        assert ours.shape == expected.shape == (128, 250, 3)
+        # The resizing filters (TF's antialiased bilinear, PIL's bilinear) agree to
+        # a few hundredths of a dB; 0.1 dB is the bound the benchmark states.
+        np.testing.assert_allclose(ours, expected, atol=0.1)

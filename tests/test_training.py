@@ -1,4 +1,7 @@
-"""The training recipe's parts: precise BN, coupled weight decay, step decay."""
+"""The training recipe's parts: precise BN, coupled weight decay, step decay, backups."""
+
+import json
+import os
 
 import keras
 import numpy as np
@@ -6,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from keras_audio_cnn import model as model_lib
-from keras_audio_cnn import data, training
+from keras_audio_cnn import data, fused_batch_norm, training
 
 RATE, SAMPLES, CLASSES = 8000, 8000, 10
 
@@ -50,7 +53,7 @@ def test_precise_bn_lifts_a_short_from_scratch_run_far_above_chance():
     before = training.evaluate(model, batches(*test), CLASSES)["accuracy"]
     updated = training.precise_batch_norm(model, batches(*train))
     after = training.evaluate(model, batches(*test), CLASSES)["accuracy"]
-    assert updated == len(training._batch_norm_layers(model)) > 10
+    assert updated == len(fused_batch_norm.batch_norm_layers(model)) > 10
     assert before <= 0.3, before  # chance is 0.1
     assert after >= 0.7, after
 
@@ -117,3 +120,67 @@ def test_augment_and_runs_options_are_checked_before_anything_runs(tmp_path):
     with pytest.raises(training.RunError, match="--runs=0 must be at least 1"):
         training.run(training.TrainConfig(runs=0, model_dir=str(tmp_path / "m")))
     assert not (tmp_path / "m").exists()
+
+
+def test_learning_rate_scales_with_the_replicas():
+    linear = training.TrainConfig(learning_rate=1e-4)
+    assert training.scaled_learning_rate(linear, 1) == pytest.approx(1e-4)
+    assert training.scaled_learning_rate(linear, 8) == pytest.approx(8e-4)
+    sqrt = training.TrainConfig(learning_rate=1e-4, lr_scaling="sqrt")
+    assert training.scaled_learning_rate(sqrt, 4) == pytest.approx(2e-4)
+    none = training.TrainConfig(learning_rate=1e-4, lr_scaling="none")
+    assert training.scaled_learning_rate(none, 8) == pytest.approx(1e-4)
+    schedule = training._learning_rate_schedule(linear, replicas=2)
+    assert [schedule(e, None) for e in (0, 30)] == pytest.approx([2e-4, 2e-5])
+    with pytest.raises(training.RunError, match="unknown --lr_scaling='square'"):
+        training.scaled_learning_rate(training.TrainConfig(lr_scaling="square"), 1)
+
+
+def test_the_backup_outlives_fit_and_survives_a_torn_write(tmp_path):
+    x = np.random.default_rng(0).normal(size=(16, 4)).astype("float32")
+    y = x.sum(axis=1, keepdims=True)
+
+    def model():
+        keras.utils.set_random_seed(0)
+        m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+        m.compile(keras.optimizers.Adam(0.1), "mse")
+        return m
+
+    def fit(m, epochs):
+        return m.fit(x, y, epochs=epochs, batch_size=8, verbose=0,
+                     callbacks=[training.backup_callback(str(tmp_path))])
+
+    trained = model()
+    fit(trained, 3)
+    backup = tmp_path / "backup"
+    assert json.loads((backup / "training_metadata.json").read_text())["epoch"] == 3
+    # A run killed after its last epoch (during precise BN, evaluation or export)
+    # trains nothing again and continues from the same weights.
+    again = model()
+    assert fit(again, 3).history == {}
+    for a, b in zip(trained.get_weights(), again.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    # A kill while the latest backup was being written: the previous epoch's is used.
+    (backup / "latest.weights.h5").write_bytes(b"torn")
+    (backup / "training_metadata.json").write_text('{"epoch": 3, "batch": 0}')
+    assert len(fit(model(), 4).history["loss"]) == 2  # epochs 3 and 4, from epoch 2's backup
+
+
+def test_a_failed_job_is_reported_and_the_others_still_run(tmp_path, monkeypatch):
+    def train_task(config, source, task, run_dir, strategy, seed):
+        if task.name == "fold1":
+            os.makedirs(os.path.join(run_dir, "backup"))
+            raise training.TrainingFailed("at epoch 2, batch 1: the loss became nan")
+        return {"accuracy": 0.5}
+
+    monkeypatch.setattr(training, "train_task", train_task)
+    config = training.TrainConfig(model_dir=str(tmp_path))
+    tasks = [data.Task(f"fold{k}", "x", f"fold{k}") for k in (1, 2)]
+    jobs = training.plan_jobs(config, tasks, str(tmp_path))
+    results, failures = training.run_jobs(config, None, jobs)
+    assert results == {"fold2": {"accuracy": 0.5}}
+    assert list(failures) == ["fold1"]
+    assert failures["fold1"] == (
+        f"fold1: training stopped at epoch 2, batch 1: the loss became nan; the last "
+        f"completed epoch is kept in {tmp_path / 'fold1' / 'backup'}; lower --learning_rate "
+        "or check the data, then rerun to resume")

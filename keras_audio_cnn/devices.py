@@ -1,0 +1,106 @@
+"""Numeric precision and XLA compilation for the devices a run trains on.
+
+`--precision=mixed` computes the backbone in float16 on GPUs and in bfloat16 on CPUs
+with bfloat16 instructions (AVX512_BF16 or AMX); the variables, the spectrogram
+frontend, its normalisation and the logits stay float32. Elsewhere it falls back to
+float32: a CPU without those instructions emulates bfloat16 arithmetic.
+
+`--jit_compile=auto` compiles with XLA on GPUs only. Keras's own "auto" turns XLA
+off under `tf.distribute`, which every run uses, so the choice is made here and
+passed to `compile()` as a bool.
+"""
+
+import contextlib
+import dataclasses
+
+import keras
+import tensorflow as tf
+
+PRECISIONS = ("float32", "mixed")
+JIT_COMPILE = ("auto", "true", "false")
+# /proc/cpuinfo flags of CPUs with bfloat16 arithmetic.
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+@dataclasses.dataclass(frozen=True)
+class Devices:
+    """The facts the settings depend on."""
+
+    num_gpus: int
+    cpu_bf16: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """What a run trains with, resolved for its devices."""
+
+    dtype_policy: str  # "float32", "mixed_float16" or "mixed_bfloat16"
+    jit_compile: bool
+    note: str | None = None  # why a request was not followed, to print once
+
+
+def cpu_flags(path="/proc/cpuinfo"):
+    """The CPU's feature flags (empty where there is no /proc/cpuinfo, e.g. macOS)."""
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def detect():
+    """The devices of this process: visible GPUs, and bfloat16 support of the CPU."""
+    return Devices(
+        num_gpus=len(tf.config.list_physical_devices("GPU")),
+        cpu_bf16=bool(cpu_flags() & set(BF16_CPU_FLAGS)),
+    )
+
+
+def resolve(precision, jit_compile, devices, deterministic=False):
+    """The dtype policy and XLA setting for `--precision` and `--jit_compile`.
+
+    Args:
+        precision: one of `PRECISIONS`.
+        jit_compile: one of `JIT_COMPILE`.
+        devices: a `Devices` (from `detect()`, or made up in tests).
+        deterministic: TensorFlow op determinism is on; Keras then refuses XLA,
+            so "auto" means off.
+    """
+    note = None
+    if precision == "float32":
+        policy = "float32"
+    elif devices.num_gpus:
+        policy = "mixed_float16"
+    elif devices.cpu_bf16:
+        policy = "mixed_bfloat16"
+    else:
+        policy = "float32"
+        note = (
+            "--precision=mixed: training in float32, because this machine has no GPU "
+            f"and its CPU has no bfloat16 instructions ({' or '.join(BF16_CPU_FLAGS)} in "
+            "/proc/cpuinfo), so bfloat16 would be emulated in software"
+        )
+    if jit_compile == "auto":
+        jit = devices.num_gpus > 0 and not deterministic
+    else:
+        jit = jit_compile == "true"
+    return Settings(policy, jit, note)
+
+
+@contextlib.contextmanager
+def dtype_policy(name):
+    """Sets Keras's global dtype policy inside the block and restores it after.
+
+    `keras.applications` constructors take no dtype: their layers follow the global
+    policy, so a mixed-precision backbone is built inside this block. Restoring it
+    keeps one model's policy from leaking into the next job or test.
+    """
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)

@@ -1,0 +1,301 @@
+"""Preemption, NaN losses, half-written outputs and several replicas, as a user meets them.
+
+One `train.py` command is SIGKILLed in the middle of an epoch of its second fold
+and run again; its first fold also serves as the single-device half of the
+two-replica comparison, so the module trains as few models as it can.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_audio_cnn import evaluation, training
+from tests.test_cli import ROOT, assert_one_line_error, read_json, run_cli
+from tfds_builders.audio_folder import fake_data as folder_fake
+
+# Training only the classifier of a frozen VGG16 from random weights, without
+# augmentation, compiles several times faster than the TINY settings of the other
+# tests, and VGG16 has no BatchNorm layer (see the last test). A randomly
+# initialised MobileNet would do no better: frozen, its BatchNorm layers keep
+# their initial statistics and its features vanish, the same for every clip.
+TINY = ["--dataset=audio_folder", "--sample_rate=8000", "--clip_seconds=0.5", "--num_folds=2",
+        "--backbone=VGG16", "--weights=none", "--trainable=head", "--learning_rate=1e-2",
+        "--batch_size=4", "--augment=none", "--deterministic", "--verbose=2"]
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+
+
+@pytest.fixture(scope="module")
+def sounds(tmp_path_factory):
+    work = tmp_path_factory.mktemp("faults")
+    # 4 classes x 8 clips in 2 folds of 16: a fold trains on exactly 4 batches of 4.
+    folder_fake.write_fake_audio_folder(work / "audio", classes=("bird", "cat", "dog", "cow"),
+                                        files_per_class=8, seconds=(0.4, 0.5))
+    return work
+
+
+def train_flags(sounds, name, *flags):
+    return [*TINY, f"--audio_dir={sounds / 'audio'}", f"--data_dir={sounds / 'tfds'}",
+            f"--model_dir={sounds / name}", *flags]
+
+
+def epochs_logged(history):
+    """The epoch column of the complete rows of a history.csv (none if missing)."""
+    if not history.exists():
+        return []
+    lines = history.read_text().split("\n")[1:-1]  # the last piece is unfinished or empty
+    return [int(line.split(",")[0]) for line in lines]
+
+
+def files_under(directory):
+    return sorted(str(p.relative_to(directory)) for p in directory.rglob("*"))
+
+
+@pytest.fixture(scope="module")
+def killed(sounds):
+    """A 2-fold, 3-epoch run SIGKILLed while its second fold trains its second epoch.
+
+    Leftovers of a killed export are then planted in that fold: the temporaries
+    `train_task` writes before renaming, and an unreadable `model.keras` (as if the
+    kill had come between renaming it and writing metrics.json).
+    """
+    flags = train_flags(sounds, "killed", "--epochs=3")
+    model_dir = sounds / "killed"
+    history = model_dir / "fold2" / "history.csv"
+    log = sounds / "killed.log"
+    with open(log, "w") as out:
+        process = subprocess.Popen([sys.executable, os.path.join(ROOT, "train.py"), *flags],
+                                   stdout=out, stderr=subprocess.STDOUT, env=ENV, cwd=ROOT)
+        deadline = time.monotonic() + 600
+        try:
+            # BackupAndRestore saves each epoch before CSVLogger writes its row, so
+            # once fold2's first row is there, its backup is complete and its second
+            # epoch (four training steps) is starting.
+            while not epochs_logged(history):
+                assert process.poll() is None, log.read_text()[-3000:]
+                assert time.monotonic() < deadline, "fold2 never finished an epoch"
+                time.sleep(0.02)
+            process.send_signal(signal.SIGKILL)
+        finally:
+            process.kill()
+            process.wait()
+    fold1, fold2 = model_dir / "fold1", model_dir / "fold2"
+    state = dict(
+        flags=flags, model_dir=model_dir, returncode=process.returncode,
+        fold2_epochs=epochs_logged(history), fold2_files=files_under(fold2),
+        fold1_bytes={name: (fold1 / name).read_bytes() for name in ("model.keras", "metrics.json")},
+        fold1_mtimes={name: (fold1 / name).stat().st_mtime_ns
+                      for name in ("model.keras", "metrics.json")},
+    )
+    (fold2 / "model.tmp.keras").write_bytes(b"half a zip")
+    (fold2 / "saved_model.tmp").mkdir()
+    (fold2 / "saved_model.tmp" / "saved_model.pb").write_bytes(b"half a protobuf")
+    (fold2 / "saved_model.tmp" / "stray.txt").write_text("from the killed export")
+    (fold2 / "model.keras").write_bytes(b"not a model")
+    # A copy to look at the killed state while the original is resumed.
+    shutil.copytree(model_dir, sounds / "killed_copy")
+    state["copy"] = sounds / "killed_copy"
+    return state
+
+
+@pytest.fixture(scope="module")
+def resumed(killed):
+    """The same command run again on the killed run."""
+    result = run_cli("train.py", *killed["flags"])
+    return dict(killed, stdout=result.stdout)
+
+
+def test_the_kill_landed_mid_epoch_after_a_backup(killed):
+    assert killed["returncode"] == -signal.SIGKILL
+    assert killed["fold2_epochs"] == [0]  # killed during epoch 2: one complete row
+    files = killed["fold2_files"]
+    assert "metrics.json" not in files and "model.keras" not in files
+    assert {"backup/latest.weights.h5", "backup/training_metadata.json"} <= set(files)
+
+
+def test_unfinished_models_are_never_loaded(killed, tmp_path):
+    copy = killed["copy"]
+    fold2 = str(copy / "fold2")
+    assert evaluation.run_directories(str(copy), "fold2") == []
+    assert evaluation.unfinished_directories(str(copy), "fold2") == [fold2]
+    # fold2's unreadable model.keras would raise if it were loaded.
+    summary = evaluation.evaluate_runs([str(copy)], output_dir=str(tmp_path / "out"))
+    assert summary["accuracy"] == {"fold1": read_json(copy, "fold1", "metrics.json")["accuracy"]}
+    assert summary["unfinished"] == [fold2]
+
+    # With no finished model at all, evaluation is refused in one line.
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy(copy / "run.json", alone)
+    shutil.copytree(copy / "fold2", alone / "fold2")
+    with pytest.raises(evaluation.EvaluationError) as error:
+        evaluation.evaluate_runs([str(alone)], output_dir=str(tmp_path / "out2"))
+    message = str(error.value)
+    assert "no finished model yet" in message and "rerun the train.py command" in message
+    assert "\n" not in message
+    assert not (tmp_path / "out2").exists()
+
+
+def test_the_rerun_skips_the_finished_fold_and_resumes_the_killed_one(resumed):
+    stdout = resumed["stdout"]
+    assert "fold1: already trained" in stdout
+    fold1 = resumed["model_dir"] / "fold1"
+    for name, data in resumed["fold1_bytes"].items():
+        assert (fold1 / name).read_bytes() == data, name
+        assert (fold1 / name).stat().st_mtime_ns == resumed["fold1_mtimes"][name], name
+    # BackupAndRestore restored epoch 1 and trained epochs 2 and 3 only.
+    assert "Epoch 1/3" not in stdout and "Epoch 2/3" in stdout and "Epoch 3/3" in stdout
+    assert epochs_logged(resumed["model_dir"] / "fold2" / "history.csv") == [0, 1, 2]
+
+
+def test_the_resumed_run_is_complete_and_consistent(resumed):
+    model_dir = resumed["model_dir"]
+    summary = read_json(model_dir, "summary.json")
+    assert summary["failed"] == {}
+    for fold in ("fold1", "fold2"):
+        run_dir = model_dir / fold
+        metrics = read_json(run_dir, "metrics.json")
+        assert summary["accuracy"][fold] == metrics["accuracy"]
+        assert metrics["num_examples"] == 16 and metrics["replicas"] == 1
+        assert (run_dir / "saved_model" / "saved_model.pb").is_file()
+        assert not (run_dir / "backup").exists()  # removed once metrics.json was written
+    # The planted leftovers were replaced, not mixed into the new outputs.
+    assert not [p for p in files_under(model_dir) if ".tmp" in p]
+    assert not (model_dir / "fold2" / "saved_model" / "stray.txt").exists()
+    served = tf.saved_model.load(str(model_dir / "fold2" / "saved_model"))
+    assert [n.decode() for n in served.class_names().numpy()] == summary["class_names"]
+
+    evaluated = evaluation.evaluate_runs([str(model_dir)])  # what evaluate.py runs
+    assert evaluated["accuracy"] == summary["accuracy"] and evaluated["unfinished"] == []
+    for fold in ("fold1", "fold2"):
+        assert evaluated["tasks"][fold]["confusion_matrix"] == read_json(
+            model_dir, fold, "metrics.json")["confusion_matrix"]
+
+
+def test_a_nan_loss_fails_the_fold_in_one_line_and_keeps_its_backup(sounds):
+    # Epoch 1 trains at 1e-4; from epoch 2 the step decay multiplies the learning
+    # rate by 1e30, so one Adam step moves weights by ~1e26 and their L2 penalty
+    # (w^2 ~ 1e52) overflows float32: the loss is inf or nan whatever the data.
+    model_dir = sounds / "nan"
+    result = run_cli("train.py", *train_flags(sounds, "nan", "--folds=1", "--epochs=2",
+                                              "--lr_decay_epochs=1", "--lr_decay_factor=1e30"),
+                     check=False)
+    assert result.returncode == 1
+    assert_one_line_error(result, "train.py", "1 of 1 model(s) failed", "fold1",
+                          "at epoch 2", f"kept in {model_dir / 'fold1' / 'backup'}",
+                          "lower --learning_rate", "rerun to resume",
+                          str(model_dir / "summary.md"))
+    assert "fold1: FAILED" in result.stdout
+
+    fold1 = model_dir / "fold1"
+    backup = json.loads((fold1 / "backup" / "training_metadata.json").read_text())
+    assert backup["epoch"] == 1  # the completed first epoch
+    assert (fold1 / "backup" / "latest.weights.h5").stat().st_size > 0
+    assert epochs_logged(fold1 / "history.csv") == [0]
+    assert not [p for p in ("metrics.json", "model.keras", "model.tmp.keras", "saved_model",
+                            "saved_model.tmp") if (fold1 / p).exists()]
+    summary = read_json(model_dir, "summary.json")
+    assert summary["accuracy"] == {} and list(summary["failed"]) == ["fold1"]
+    assert "at epoch 2" in summary["failed"]["fold1"]
+    assert "| fold1 | FAILED: fold1: training stopped at epoch 2" in (
+        model_dir / "summary.md").read_text()
+
+
+TWO_REPLICAS = """
+    import json, sys
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    # Two logical CPUs, set before TensorFlow initialises its devices.
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    tf.config.experimental.enable_op_determinism()  # as train.py --deterministic
+    from keras_audio_cnn import data, training
+
+    model_dir, out_dir = sys.argv[1], sys.argv[2]
+    with open(model_dir + "/run.json") as f:
+        run = json.load(f)
+    with open(model_dir + "/fold1/metrics.json") as f:
+        seed = json.load(f)["seed"]
+    config = training.TrainConfig(
+        **{name: run[name] for name in training.TrainConfig.__dataclass_fields__})
+    # The same global batch and learning rate as train.py's single replica: half
+    # the clips on each replica, half the learning rate, doubled by the linear rule.
+    config.batch_size //= 2
+    config.learning_rate /= 2
+    source = data.open_source(run["dataset"], run["data_dir"], run["manual_dir"],
+                              audio_dir=run["audio_dir"], sample_rate=run["sample_rate"],
+                              clip_seconds=run["clip_seconds"], num_folds=run["num_folds"])
+    task = next(t for t in source.tasks if t.name == "fold1")
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    training.train_task(config, source, task, out_dir, strategy, seed)
+
+    # Precise BN of a model built under the strategy sets both replicas' statistics
+    # (it runs outside the replicas, on batches of one device).
+    with strategy.scope():
+        inputs = keras.Input((3,))
+        layer = keras.layers.BatchNormalization()
+        bn_model = keras.Model(inputs, layer(inputs))
+    x = np.random.default_rng(0).normal([5.0, -1.0, 0.0], [1.0, 2.0, 3.0], (64, 3))
+    x = x.astype("float32")
+    batches = tf.data.Dataset.from_tensor_slices((x, x)).batch(16)
+    assert training.precise_batch_norm(bn_model, batches) == 1
+    means = strategy.experimental_local_results(layer.moving_mean.value)
+    assert len(means) == 2
+    for mean in means:
+        np.testing.assert_allclose(mean.numpy(), x.reshape(4, 16, 3).mean(axis=1).mean(axis=0),
+                                   rtol=1e-5)
+"""
+
+
+def test_two_replicas_train_the_same_job_as_one(resumed, tmp_path):
+    """fold1 of the resumed run, trained by train.py on one device (MirroredStrategy over
+    the CPU) with batches of 4, against the same job on two logical CPUs with 2 clips each.
+
+    With trainable BatchNorm layers the two would differ: each replica normalises
+    with the statistics of its own 2 clips instead of all 4, which changes every
+    forward pass and gradient. The frozen VGG16 has none, so what is left is the
+    distribution arithmetic (splitting the batch, scaling the loss and summing the
+    gradients across replicas, the learning-rate rule), which must agree to float
+    rounding: the same seed and data give the same batches and initial weights.
+    """
+    one_dir = resumed["model_dir"] / "fold1"
+    two_dir = tmp_path / "two"
+    subprocess.run([sys.executable, "-c", textwrap.dedent(TWO_REPLICAS),
+                    str(resumed["model_dir"]), str(two_dir)],
+                   check=True, cwd=ROOT, env=ENV, timeout=600)
+    one, two = read_json(one_dir, "metrics.json"), read_json(two_dir, "metrics.json")
+    assert (one["replicas"], two["replicas"]) == (1, 2)
+    assert (one["batch_size_per_replica"], two["batch_size_per_replica"]) == (4, 2)
+    assert one["global_batch_size"] == two["global_batch_size"] == 4
+    assert one["learning_rate"] == two["learning_rate"] == pytest.approx(1e-2)
+    assert set(one) == set(two)
+    assert np.array(one["confusion_matrix"]).shape == np.array(two["confusion_matrix"]).shape
+
+    served = [tf.saved_model.load(str(d / "saved_model")) for d in (one_dir, two_dir)]
+    signatures = [{name: (str(f.structured_input_signature), str(f.structured_outputs))
+                   for name, f in s.signatures.items()} for s in served]
+    assert signatures[0] == signatures[1] and "serve" in signatures[0]
+    clips = np.random.default_rng(0).uniform(-0.5, 0.5, (3, 4000)).astype("float32")
+    outputs = [s.serve(tf.constant(clips)).numpy() for s in served]
+    assert outputs[0].shape == outputs[1].shape == (3, 4)
+
+    # 12 Adam steps on both; summing two half-batch gradients instead of one
+    # full-batch gradient only reorders float additions (relative error ~1e-7,
+    # grown a little by the steps). A loss or gradient off by the replica count,
+    # or a learning rate not scaled, would differ at the first step by far more.
+    losses = [np.genfromtxt(d / "history.csv", delimiter=",", names=True)["loss"]
+              for d in (one_dir, two_dir)]
+    assert len(losses[0]) == len(losses[1]) == 3
+    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-4)
+    np.testing.assert_allclose(outputs[1], outputs[0], atol=1e-4)
+    assert two["accuracy"] == one["accuracy"]
