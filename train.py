@@ -56,7 +56,7 @@ flags.DEFINE_string(
 flags.DEFINE_string(
     "jit_compile", "auto",
     "XLA compilation of the training and prediction steps: true, false, or auto "
-    "(on with a GPU, off on CPUs and with --deterministic).")
+    "(on with one GPU; off on CPUs, with several GPUs and with --deterministic).")
 flags.DEFINE_integer("seed", 0, "Random seed (fold k, run r use seed + 1000 (r - 1) + k).")
 flags.DEFINE_string("data_dir", None, "TFDS data directory (default: TFDS's, ~/tensorflow_datasets).")
 flags.DEFINE_string("manual_dir", None, "Directory holding the dataset's archive for offline preparation.")

@@ -5,9 +5,12 @@ with bfloat16 instructions (AVX512_BF16 or AMX); the variables, the spectrogram
 frontend, its normalisation and the logits stay float32. Elsewhere it falls back to
 float32: a CPU without those instructions emulates bfloat16 arithmetic.
 
-`--jit_compile=auto` compiles with XLA on GPUs only. Keras's own "auto" turns XLA
-off under `tf.distribute`, which every run uses, so the choice is made here and
-passed to `compile()` as a bool.
+`--jit_compile=auto` compiles with XLA on a single GPU only. Keras's own "auto" turns
+XLA off under `tf.distribute`, which every run uses, so the choice is made here and
+passed to `compile()` as a bool. Keras 3 compiles the whole distributed step, which
+fails with several replicas ("Trying to access resource .../replica_1 located in
+device ...:1 from device ...:0", keras-team/keras#19005; reproduced here with two
+logical CPUs), so XLA needs exactly one GPU.
 """
 
 import contextlib
@@ -68,6 +71,9 @@ def resolve(precision, jit_compile, devices, deterministic=False):
         devices: a `Devices` (from `detect()`, or made up in tests).
         deterministic: TensorFlow op determinism is on; Keras then refuses XLA,
             so "auto" means off.
+
+    `training.device_settings` refuses the combinations that cannot work
+    (jit_compile "true" with determinism or with several GPUs).
     """
     note = None
     if precision == "float32":
@@ -84,7 +90,7 @@ def resolve(precision, jit_compile, devices, deterministic=False):
             "/proc/cpuinfo), so bfloat16 would be emulated in software"
         )
     if jit_compile == "auto":
-        jit = devices.num_gpus > 0 and not deterministic
+        jit = devices.num_gpus == 1 and not deterministic
     else:
         jit = jit_compile == "true"
     return Settings(policy, jit, note)

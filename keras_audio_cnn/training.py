@@ -281,14 +281,15 @@ def _learning_rate_schedule(config, replicas=1):
 AUGMENT_POLICIES = ("paper", "specaugment", "mixup")
 
 
-def device_settings(config):
-    """The dtype policy and XLA setting of a run on this process's devices.
+def device_settings(config, found=None):
+    """The dtype policy and XLA setting of a run on `found` (default: this process's devices).
 
     Raises:
         RunError: a --precision or --jit_compile value that is not valid, or
             --jit_compile=true with --deterministic (Keras refuses XLA under op
-            determinism).
+            determinism) or with several GPUs (see `devices`).
     """
+    found = found or devices.detect()
     if config.precision not in devices.PRECISIONS:
         raise RunError(f"unknown --precision={config.precision!r}; use one of "
                        f"{', '.join(devices.PRECISIONS)}")
@@ -298,7 +299,12 @@ def device_settings(config):
     if config.jit_compile == "true" and config.deterministic:
         raise RunError("--jit_compile=true cannot be combined with --deterministic: Keras "
                        "turns XLA off under op determinism; use --jit_compile=auto or false")
-    return devices.resolve(config.precision, config.jit_compile, devices.detect(),
+    if config.jit_compile == "true" and found.num_gpus > 1:
+        raise RunError(f"--jit_compile=true fails on {found.num_gpus} GPUs: Keras 3 cannot "
+                       "compile a step whose variables live on several devices "
+                       "(keras-team/keras#19005); use --jit_compile=auto or false, or one GPU "
+                       "(CUDA_VISIBLE_DEVICES=0)")
+    return devices.resolve(config.precision, config.jit_compile, found,
                            deterministic=config.deterministic)
 
 
@@ -675,10 +681,10 @@ def run(config):
 
         grid.check_options(config)
     settings = device_settings(config)
-    if settings.note:
-        print(settings.note)
     model_lib.check_options(config.backbone, config.weights, config.trainable,
                             config.reinit_from)
+    if settings.note:
+        print(settings.note)
     source = data.open_source(
         config.dataset, config.data_dir, config.manual_dir, audio_dir=config.audio_dir,
         sample_rate=config.sample_rate, clip_seconds=config.clip_seconds,

@@ -17,6 +17,7 @@ from tfds_builders.audio_folder import fake_data as folder_fake
 
 RATE, SAMPLES, CLASSES = 8000, 4000, 3
 GPU = devices.Devices(num_gpus=1, cpu_bf16=False)
+TWO_GPUS = devices.Devices(num_gpus=2, cpu_bf16=False)
 BF16_CPU = devices.Devices(num_gpus=0, cpu_bf16=True)
 PLAIN_CPU = devices.Devices(num_gpus=0, cpu_bf16=False)
 
@@ -39,6 +40,7 @@ def all_layers(model):
 
 def test_mixed_precision_follows_the_device():
     assert devices.resolve("mixed", "auto", GPU).dtype_policy == "mixed_float16"
+    assert devices.resolve("mixed", "auto", TWO_GPUS).dtype_policy == "mixed_float16"
     assert devices.resolve("mixed", "auto", BF16_CPU).dtype_policy == "mixed_bfloat16"
     plain = devices.resolve("mixed", "auto", PLAIN_CPU)
     assert plain.dtype_policy == "float32"
@@ -49,8 +51,9 @@ def test_mixed_precision_follows_the_device():
     assert devices.resolve("mixed", "auto", BF16_CPU).note is None
 
 
-def test_jit_compile_auto_is_on_for_gpus_only_and_never_under_determinism():
+def test_jit_compile_auto_is_on_for_one_gpu_only_and_never_under_determinism():
     assert devices.resolve("float32", "auto", GPU).jit_compile is True
+    assert devices.resolve("float32", "auto", TWO_GPUS).jit_compile is False
     assert devices.resolve("float32", "auto", GPU, deterministic=True).jit_compile is False
     assert devices.resolve("float32", "auto", BF16_CPU).jit_compile is False
     assert devices.resolve("float32", "auto", PLAIN_CPU).jit_compile is False
@@ -81,6 +84,9 @@ def test_bad_values_are_one_line_errors_before_anything_is_written(tmp_path):
             training.run(config)
         assert message in str(error.value) and "\n" not in str(error.value)
     assert not os.listdir(tmp_path)
+    with pytest.raises(training.RunError, match="--jit_compile=true fails on 2 GPUs"):
+        training.device_settings(training.TrainConfig(jit_compile="true"), TWO_GPUS)
+    assert training.device_settings(training.TrainConfig(jit_compile="true"), GPU).jit_compile
 
 
 @pytest.fixture(scope="module")
