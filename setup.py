@@ -36,7 +36,7 @@ setuptools.setup(
     extras_require={
         # dill: tfds.testing imports it; pydub: TFDS catalog audio datasets (tests use
         # spoken_digit) encode their WAV files with it; ray: tests/test_ray.py.
-        "test": ["pytest", "dill", "pydub", "ray>=2.9"],
+        "test": ["pytest", "pytest-xdist", "dill", "pydub", "ray>=2.9"],
         "gpu": ["tensorflow[and-cuda]>=2.20"],
         # train.py --ray_address: the grid of models as tasks of a Ray cluster.
         "ray": ["ray>=2.9"],

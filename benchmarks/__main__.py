@@ -19,6 +19,8 @@ BENCHMARKS = ("frontend", "train_step", "inference", "preparation", "pipeline", 
 
 flags.DEFINE_list("only", list(BENCHMARKS), f"Benchmarks to run, of: {', '.join(BENCHMARKS)}.")
 flags.DEFINE_string("backbone", "DenseNet201", "Backbone of the train-step and inference benchmarks.")
+flags.DEFINE_enum("jit_compile", "auto", ["auto", "true", "false"],
+                  "train.py's --jit_compile for the project's train step.")
 flags.DEFINE_float("min_seconds", 10.0, "Least time each timed measurement runs.")
 flags.DEFINE_string("work_dir", os.path.join("runs", "benchmarks", "work"),
                     "Where generated archives and prepared datasets are kept.")
@@ -53,7 +55,8 @@ def main(argv):
         report(data.pipeline(source, 2 * FLAGS.min_seconds))
     if "train_step" in FLAGS.only:
         data_dir, manual_dir = data.full_dataset(FLAGS.work_dir)
-        report(model_speed.train_step(FLAGS.backbone, data_dir=data_dir, manual_dir=manual_dir))
+        report(model_speed.train_step(FLAGS.backbone, data_dir=data_dir, manual_dir=manual_dir,
+                                      jit_compile=FLAGS.jit_compile))
     if "inference" in FLAGS.only:
         report(model_speed.inference(FLAGS.backbone, 2 * FLAGS.min_seconds))
     if "memory" in FLAGS.only:

@@ -93,7 +93,7 @@ def format_table(rows):
             if value is None:
                 return "-"
             return f"{value:,.4g} {r['unit']}" if isinstance(value, float) else f"{value} {r['unit']}"
-        ratio = f"{r['ratio']:.4g}" if r["ratio"] is not None else "-"
+        ratio = f"{r['ratio']:.3f}" if r["ratio"] is not None else "-"
         met = {None: "-", True: "yes", False: "**no**"}[r["met"]]
         lines.append(f"| {r['benchmark']} | {r['what']} | {fmt(r['ours'])} | {fmt(r['baseline'])} "
                      f"| {ratio} | {r['target'] or '-'} | {met} | {r['note']} |")

@@ -46,14 +46,15 @@ def plain_train(backbone, steps):
     return {"rate": _timed_fit(model, ds, steps, TRAIN_BATCH)}
 
 
-def ours_train(backbone, steps, data_dir=None, manual_dir=None):
+def ours_train(backbone, steps, data_dir=None, manual_dir=None, jit_compile="auto"):
     import numpy as np
     import tensorflow as tf
 
     from benchmarks import clips
     from keras_audio_cnn import training
 
-    config = training.TrainConfig(backbone=backbone, weights="none", batch_size=TRAIN_BATCH)
+    config = training.TrainConfig(backbone=backbone, weights="none", batch_size=TRAIN_BATCH,
+                                  jit_compile=jit_compile)
     settings = training.device_settings(config)
     waveforms = clips.waveforms(2 * TRAIN_BATCH)
     flags = (np.arange(len(waveforms)) % 2).astype("float32")  # half are augmented copies
@@ -122,12 +123,12 @@ def measure(side, **kwargs):
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def train_step(backbone, steps=6, data_dir=None, manual_dir=None):
+def train_step(backbone, steps=6, data_dir=None, manual_dir=None, jit_compile="auto"):
     from benchmarks import common
 
     plain = measure("plain_train", backbone=backbone, steps=steps)
     ours = measure("ours_train", backbone=backbone, steps=steps, data_dir=data_dir,
-                   manual_dir=manual_dir)
+                   manual_dir=manual_dir, jit_compile=jit_compile)
     ratio = ours["rate"] / plain["rate"]
     rows = [common.row(
         "2 train step", f"{backbone}, ESC-50 input, batch {TRAIN_BATCH}", ours["rate"],
