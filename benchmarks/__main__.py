@@ -1,6 +1,6 @@
 """Runs the benchmarks, prints a table and writes it as JSON.
 
-    python -m benchmarks                      # everything, about 30 min on 2 CPU cores
+    python -m benchmarks                      # everything, about 20 min on 2 CPU cores
     python -m benchmarks --only=frontend,pipeline
     python -m benchmarks --backbone=MobileNetV3Small --min_seconds=2   # a quick smoke run
 
