@@ -55,7 +55,7 @@ flags.DEFINE_string(
     "the logits and the saved models stay float32.")
 flags.DEFINE_string(
     "jit_compile", "auto",
-    "XLA compilation of the training and prediction steps: true, false, or auto "
+    "XLA compilation of the training step: true, false, or auto "
     "(on with one GPU; off on CPUs, with several GPUs and with --deterministic).")
 flags.DEFINE_integer("seed", 0, "Random seed (fold k, run r use seed + 1000 (r - 1) + k).")
 flags.DEFINE_string("data_dir", None, "TFDS data directory (default: TFDS's, ~/tensorflow_datasets).")

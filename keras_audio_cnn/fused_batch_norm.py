@@ -20,12 +20,17 @@ import tensorflow as tf
 _MIN_EPSILON = 1.001e-5
 
 
+def _channel_axis(layer):
+    """The layer's single normalised axis, or None when it normalises several."""
+    axis = layer.axis
+    if isinstance(axis, (list, tuple)):
+        axis = axis[0] if len(axis) == 1 else None
+    return axis
+
+
 def _fusable(layer):
-    axis = layer.axis if isinstance(layer.axis, int) else None
-    if isinstance(layer.axis, (list, tuple)) and len(layer.axis) == 1:
-        axis = layer.axis[0]
-    return (not layer.renorm and axis in (-1, 3, 1) and layer.epsilon >= _MIN_EPSILON
-            and not getattr(layer, "synchronized", False))
+    return (not layer.renorm and _channel_axis(layer) in (-1, 3, 1)
+            and layer.epsilon >= _MIN_EPSILON and not getattr(layer, "synchronized", False))
 
 
 def _fused_call(layer):
@@ -34,7 +39,7 @@ def _fused_call(layer):
     def call(inputs, training=None, mask=None):
         if mask is not None or len(inputs.shape) != 4:
             return keras_call(inputs, training=training, mask=mask)
-        axis = layer.axis[0] if isinstance(layer.axis, (list, tuple)) else layer.axis
+        axis = _channel_axis(layer)
         data_format = "NCHW" if axis == 1 else "NHWC"
         channels = inputs.shape[axis]
         x = inputs if inputs.dtype in (tf.float16, tf.bfloat16, tf.float32) else tf.cast(

@@ -486,7 +486,6 @@ def train_task(config, source, task, run_dir, strategy, seed, settings=None):
     if config.precise_bn:  # frozen BatchNorm layers keep their statistics
         bn_layers = precise_batch_norm(model, ordered_train_ds)
 
-    model.jit_compile = jit_compile  # for predict()
     metrics = evaluate(model, test_ds, len(names))
     metrics.update(task=task.name, train_split=task.train, test_split=task.test,
                    valid_split=task.valid, carved_fold=task.fold, seed=seed,
