@@ -11,7 +11,9 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # hide TensorFlow's info lines
 
-from absl import app, flags
+from absl import app, flags  # noqa: E402
+
+from keras_audio_cnn import cli  # noqa: E402  (no TensorFlow: flags parse at once)
 
 flags.DEFINE_multi_string(
     "model_dir", None,
@@ -31,10 +33,9 @@ FLAGS = flags.FLAGS
 def main(argv):
     if len(argv) > 1:
         sys.exit(f"evaluate.py: error: unexpected arguments {argv[1:]}; flags look like --name=value")
-    from keras_audio_cnn import evaluation
-    from keras_audio_cnn.cli import run_or_exit
+    from keras_audio_cnn import evaluation  # TensorFlow loads here, after the flags
 
-    run_or_exit(
+    cli.run_or_exit(
         "evaluate.py",
         evaluation.evaluate_runs,
         FLAGS.model_dir,
@@ -47,4 +48,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=cli.flags_parser("evaluate.py"))

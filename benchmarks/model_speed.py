@@ -51,15 +51,18 @@ def ours_train(backbone, steps, data_dir=None, manual_dir=None, jit_compile="aut
     import tensorflow as tf
 
     from benchmarks import clips
-    from keras_audio_cnn import training
+    from keras_audio_cnn import augment, config, devices, recipe
 
-    config = training.TrainConfig(backbone=backbone, weights="none", batch_size=TRAIN_BATCH,
-                                  jit_compile=jit_compile)
-    settings = training.device_settings(config)
+    defaults = config.TrainConfig()  # the paper's recipe, as train.py runs it
+    settings = devices.settings(defaults.precision, jit_compile)
     waveforms = clips.waveforms(2 * TRAIN_BATCH)
     flags = (np.arange(len(waveforms)) % 2).astype("float32")  # half are augmented copies
-    _, fitted, _ = training.compile_training_model(
-        config, settings, clips.NUM_CLASSES, clips.SAMPLE_RATE, clips.NUM_SAMPLES, seed=0)
+    _, fitted, _ = recipe.compile_training_model(
+        config.ModelConfig(backbone=backbone, weights="none"),
+        augment.AugmentPlan(defaults.augment), settings, num_classes=clips.NUM_CLASSES,
+        sample_rate=clips.SAMPLE_RATE, num_samples=clips.NUM_SAMPLES,
+        learning_rate=defaults.optim.learning_rate, weight_decay=defaults.optim.weight_decay,
+        seed=0)
     ds = tf.data.Dataset.from_tensor_slices(((waveforms, flags), clips.labels(len(waveforms))))
     result = {"rate": _timed_fit(fitted, ds.batch(TRAIN_BATCH).repeat(), steps, TRAIN_BATCH),
               "settings": str(settings)}
@@ -99,11 +102,11 @@ def ours_inference(backbone, min_seconds):
     import tensorflow as tf
 
     from benchmarks import clips, common
-    from keras_audio_cnn import model as model_lib, training
+    from keras_audio_cnn import export, model as model_lib
 
     model = model_lib.build_model(backbone, clips.NUM_CLASSES, clips.SAMPLE_RATE,
                                   clips.NUM_SAMPLES, weights="none")
-    predict = training.inference_function(model)
+    predict = export.inference_function(model)
     batch = tf.constant(clips.waveforms(INFERENCE_BATCH))
     return {"rate": common.throughput(lambda: predict(batch).numpy(), INFERENCE_BATCH,
                                       min_seconds=min_seconds)}

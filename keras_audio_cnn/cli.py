@@ -2,12 +2,22 @@
 
 import sys
 
-from keras_audio_cnn.audio_io import AudioDataError
-from keras_audio_cnn.evaluation import EvaluationError
-from keras_audio_cnn.model import ModelConfigError
-from keras_audio_cnn.training import RunError
+from absl import flags
 
-USER_ERRORS = (AudioDataError, EvaluationError, ModelConfigError, RunError)
+from keras_audio_cnn.errors import USER_ERRORS, one_line
+
+
+def flags_parser(program):
+    """For `absl.app.run(main, flags_parser=...)`: a bad flag value exits with one line,
+    `<program>: error: flag --name=value: why`, instead of absl's two."""
+
+    def parse(argv):
+        try:
+            return flags.FLAGS(argv)
+        except flags.Error as error:
+            sys.exit(f"{program}: error: {one_line(error)}")
+
+    return parse
 
 
 def run_or_exit(program, fn, *args, **kwargs):
@@ -15,5 +25,4 @@ def run_or_exit(program, fn, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
     except USER_ERRORS as error:
-        message = " ".join(str(error).split())
-        sys.exit(f"{program}: error: {message}")
+        sys.exit(f"{program}: error: {one_line(error)}")

@@ -68,6 +68,26 @@ class Source:
     label_key: str = "label"
     # For carved folds: the fold number of every example of `train`, in order.
     fold_of_example: np.ndarray | None = None
+    # Set by `detached`: where `reopened` finds the prepared data.
+    prepared_dir: str | None = None
+
+    def detached(self):
+        """This source without its builder, to send to another process or machine.
+
+        `reopened` there reads the prepared data from its directory with
+        `tfds.builder_from_directory`, which needs neither the builder's code nor
+        the raw audio, and prepares nothing (so `data_dir` must be storage every
+        machine sees at the same path, or `gs://...`).
+        """
+        path = os.fspath(self.builder.data_dir)
+        return dataclasses.replace(
+            self, builder=None, prepared_dir=path if "://" in path else os.path.abspath(path))
+
+    def reopened(self):
+        """This source with a builder: itself, or a `detached` one reopened."""
+        if self.builder is not None:
+            return self
+        return dataclasses.replace(self, builder=tfds.builder_from_directory(self.prepared_dir))
 
     def shuffle_buffer(self):
         """Examples in the shuffle buffer: at most SHUFFLE_BUFFER_BYTES of audio."""

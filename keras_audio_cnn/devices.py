@@ -19,8 +19,8 @@ import dataclasses
 import keras
 import tensorflow as tf
 
-PRECISIONS = ("float32", "mixed")
-JIT_COMPILE = ("auto", "true", "false")
+from keras_audio_cnn.errors import RunError
+
 # /proc/cpuinfo flags of CPUs with bfloat16 arithmetic.
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
@@ -66,14 +66,14 @@ def resolve(precision, jit_compile, devices, deterministic=False):
     """The dtype policy and XLA setting for `--precision` and `--jit_compile`.
 
     Args:
-        precision: one of `PRECISIONS`.
-        jit_compile: one of `JIT_COMPILE`.
+        precision: "float32" or "mixed" (`TrainConfig.precision`).
+        jit_compile: "auto", "true" or "false" (`TrainConfig.jit_compile`).
         devices: a `Devices` (from `detect()`, or made up in tests).
         deterministic: TensorFlow op determinism is on; Keras then refuses XLA,
             so "auto" means off.
 
-    `training.device_settings` refuses the combinations that cannot work
-    (jit_compile "true" with determinism or with several GPUs).
+    `settings` refuses the combinations that cannot work (jit_compile "true"
+    with determinism or with several GPUs) before resolving.
     """
     note = None
     if precision == "float32":
@@ -94,6 +94,25 @@ def resolve(precision, jit_compile, devices, deterministic=False):
     else:
         jit = jit_compile == "true"
     return Settings(policy, jit, note)
+
+
+def settings(precision, jit_compile, deterministic=False, found=None):
+    """The dtype policy and XLA setting of a run on `found` (default: this process's devices).
+
+    Raises:
+        RunError: --jit_compile=true with --deterministic (Keras refuses XLA under
+            op determinism) or with several GPUs (see the module docstring).
+    """
+    found = found or detect()
+    if jit_compile == "true" and deterministic:
+        raise RunError("--jit_compile=true cannot be combined with --deterministic: Keras "
+                       "turns XLA off under op determinism; use --jit_compile=auto or false")
+    if jit_compile == "true" and found.num_gpus > 1:
+        raise RunError(f"--jit_compile=true fails on {found.num_gpus} GPUs: Keras 3 cannot "
+                       "compile a step whose variables live on several devices "
+                       "(keras-team/keras#19005); use --jit_compile=auto or false, or one GPU "
+                       "(CUDA_VISIBLE_DEVICES=0)")
+    return resolve(precision, jit_compile, found, deterministic=deterministic)
 
 
 @contextlib.contextmanager

@@ -1,200 +1,182 @@
-"""A run's grid of models (folds x runs) as tasks of a Ray cluster.
+"""A run: the grid of models (tasks of the protocol x runs), trained, then summarised.
 
-`train.py --ray_address=...` trains each `training.Job` as one Ray task instead of
-one after another: a task asks for its GPUs and CPUs, reopens the dataset the
-driver prepared (read-only, from the prepared directory, so `data_dir` must be
-storage every node sees at the same path, or `gs://...`), builds a
-`tf.distribute.MirroredStrategy` over the devices Ray gave it and calls
-`training.train_job`, which writes the model under the shared `model_dir`.
-The driver collects every task's metrics or failure and writes the summary, as
-the sequential run does.
-
-Why tasks and not one model split across hosts: Keras 3 does not train under
-`tf.distribute.MultiWorkerMirroredStrategy` (keras-team/keras#20585), and a run is
-a grid of independent models anyway.
-
-Ray is an optional dependency (`pip install -e ".[ray]"`), imported only here.
+`run(config)` is what `train.py` does: check every option that needs no data,
+prepare the dataset, write `run.json`, plan the jobs, hand them to a runner
+(`local_runner`, or `ray_runner` with `--ray_address`) and write the summary.
 """
 
 import dataclasses
-import functools
+import datetime
 import os
+import platform
+import time
 
+import keras
+import numpy as np
 import tensorflow as tf
 
-from keras_audio_cnn import training
+from keras_audio_cnn import data, devices, local_runner, metrics, rundir, runner
+from keras_audio_cnn import model as model_lib
+from keras_audio_cnn.errors import RunError
 
 
-def import_ray():
-    """The `ray` module, or a one-line `RunError` saying how to install it."""
-    try:
-        import ray
-    except ImportError:
-        raise training.RunError(
-            '--ray_address needs Ray, which is not installed: pip install -e ".[ray]"'
-        ) from None
-    return ray
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """One model of a run's grid: a task of the protocol, trained with one seed."""
+
+    key: str  # "fold1", or "fold1/run2" among several runs
+    task: data.Task
+    run_dir: str
+    seed: int
+
+
+def select_tasks(tasks, requested, dataset):
+    """The tasks to run: all by default, else those of the requested folds."""
+    if not requested:
+        return list(tasks)
+    by_fold = {int(t.name[4:]): t for t in tasks if t.name.startswith("fold")}
+    if not by_fold:
+        raise RunError(
+            f"--folds does not apply to {dataset}: its protocol is "
+            f"{', '.join(t.name for t in tasks)}; leave --folds out"
+        )
+    available = sorted(by_fold)
+    bad = [k for k in requested if k not in by_fold]
+    if bad:
+        raise RunError(
+            f"fold {bad[0]} is out of range: {dataset} has folds "
+            f"{available[0]}..{available[-1]}"
+        )
+    return [by_fold[k] for k in sorted(set(requested))]
+
+
+def _task_number(task):
+    return int(task.name[4:]) if task.name.startswith("fold") else 0
+
+
+def plan_jobs(tasks, model_dir, runs=1, seed=0):
+    """The grid of one run: every task times every run number, in order.
+
+    Fold k's run r trains with seed `seed + 1000 (r - 1) + k`.
+    """
+    jobs = []
+    for task in tasks:
+        for run_number in range(1, runs + 1):
+            key, run_dir = rundir.job_location(model_dir, task.name, run_number, runs)
+            job_seed = seed + 1000 * (run_number - 1) + _task_number(task)
+            jobs.append(Job(key, task, run_dir, job_seed))
+    return jobs
+
+
+def _make_runner(config):
+    if not config.ray.address:
+        return local_runner.LocalRunner()
+    from keras_audio_cnn import ray_runner  # imports Ray, an optional dependency
+
+    return ray_runner.RayRunner(config.ray)
 
 
 def check_options(config):
-    """Refuses Ray options that cannot work, before any data is prepared."""
-    import_ray()
-    if config.ray_retries < 0:
-        raise training.RunError(f"--ray_retries={config.ray_retries} must be 0 or more")
-    if config.ray_cpus_per_task < 1:
-        raise training.RunError(
-            f"--ray_cpus_per_task={config.ray_cpus_per_task} must be at least 1")
-    if config.ray_gpus_per_task is not None and config.ray_gpus_per_task < 0:
-        raise training.RunError(
-            f"--ray_gpus_per_task={config.ray_gpus_per_task} must be 0 or more")
+    """Refuses options that cannot work, before any data is prepared or output written.
 
-
-def _local_path(path):
-    """An absolute path for local paths, so a worker in another directory finds them."""
-    return path if "://" in path else os.path.abspath(path)
-
-
-def train_on_worker(source, prepared_dir, config, job):
-    """What one Ray task runs by default: `job` on the devices Ray gave this task.
-
-    `source` is the driver's `data.Source` without its builder; the data is read
-    from `prepared_dir` with `tfds.builder_from_directory`, which needs neither
-    the builder's code nor the raw audio, and prepares nothing.
+    Returns the run's `devices.Settings`.
     """
-    import ray
+    if config.ray.address:
+        from keras_audio_cnn import ray_runner
+
+        ray_runner.check_options(config.ray)
+    settings = devices.settings(config.precision, config.jit_compile, config.deterministic)
+    options = config.model
+    model_lib.check_options(options.backbone, options.weights, options.trainable,
+                            options.reinit_from)
+    return settings
+
+
+def run(config):
+    """Trains one model per task of the dataset's protocol (and run) and writes the summary.
+
+    Raises:
+        RunError: after writing the summary, if any model failed.
+    """
+    start = time.time()
+    settings = check_options(config)
+    if settings.note:
+        print(settings.note)
+    options = config.data
+    source = data.open_source(
+        options.dataset, options.data_dir, options.manual_dir, audio_dir=options.audio_dir,
+        sample_rate=options.sample_rate, clip_seconds=options.clip_seconds,
+        num_folds=options.num_folds,
+    )
+    tasks = select_tasks(source.tasks, list(config.folds), options.dataset)
+    if source.skipped_files:
+        print(f"{options.dataset}: {len(source.skipped_files)} undecodable file(s) left out: "
+              f"{', '.join(source.skipped_files)}")
+
+    model_dir = config.resolved_model_dir()
+    tf.io.gfile.makedirs(model_dir)
+    record = dict(config.to_flags(), model_dir=model_dir, tasks=[t.name for t in tasks],
+                  data_dir=str(source.builder.data_dir_root))
+    rundir.write_json(os.path.join(model_dir, rundir.RUN_JSON), record)
+
+    jobs = plan_jobs(tasks, model_dir, config.runs, config.seed)
+    results, failures = _make_runner(config).run(jobs, runner.JobTrainer(config, source))
+    summary = write_summary(config, source, record, jobs, results, failures, start)
+    if failures:
+        first = next(iter(failures.values()))
+        raise RunError(
+            f"{len(failures)} of {len(jobs)} model(s) failed, first {first} "
+            f"(all in {os.path.join(model_dir, rundir.SUMMARY_MD)})")
+    return summary
+
+
+def library_versions():
+    import librosa
     import tensorflow_datasets as tfds
 
-    if not ray.get_gpu_ids():
-        # Ray leaves CUDA_VISIBLE_DEVICES alone for a task without GPUs; without
-        # this TensorFlow would take memory on every GPU of the node.
-        tf.config.set_visible_devices([], "GPU")
-    # As many threads as the CPUs the task holds, not one per core of the node.
-    tf.config.threading.set_intra_op_parallelism_threads(config.ray_cpus_per_task)
-    if config.deterministic:
-        tf.config.experimental.enable_op_determinism()
-    source = dataclasses.replace(source, builder=tfds.builder_from_directory(prepared_dir))
-    strategy = tf.distribute.MirroredStrategy()  # the GPUs Ray made visible, or the CPU
-    return training.train_job(config, source, job, strategy)
+    return {
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "tensorflow_datasets": tfds.__version__,
+        "numpy": np.__version__,
+        "librosa": librosa.__version__,
+    }
 
 
-def _attempt(train, config, job):
-    """One attempt at a job: `(metrics, None)`, or `(None, message)` for a NaN loss.
-
-    A NaN loss is returned, not raised, so Ray does not retry it: it would fail
-    the same way again. Any other exception is raised and retried.
-    """
-    try:
-        return train(config, job), None
-    except training.TrainingFailed as error:
-        return None, str(error)
-
-
-def _one_line(error):
-    """The first line of what went wrong in a task, without Ray's traceback."""
-    cause = getattr(error, "cause", None)  # RayTaskError: the task's own exception
-    described = error if cause is None else cause
-    text = f"{type(described).__name__}: {described}"
-    return next((line.strip() for line in text.splitlines() if line.strip()), text)
-
-
-def _connect(ray, address):
-    """Connects to the cluster at `address`; "local" starts one on this machine."""
-    try:
-        if address == "local":
-            ray.init(address="local", include_dashboard=False)
-        else:
-            ray.init(address=address)
-    except (ConnectionError, SystemExit) as error:
-        # "auto" without a cluster raises ConnectionError at once; an address where
-        # nothing answers makes Ray exit (status 15) after its GCS timeout, minutes later.
-        reason = _one_line(error) if isinstance(error, ConnectionError) else "nothing answered"
-        raise training.RunError(
-            f"--ray_address={address}: no Ray cluster there ({reason}); start one with "
-            "`ray start --head`, or use --ray_address=local for this machine"
-        ) from None
-
-
-def run_on_ray(config, source, jobs, train=None):
-    """Trains the jobs as Ray tasks; what `training.run_jobs` does, in parallel.
-
-    Connects to `config.ray_address` unless Ray is already initialised in this
-    process (then it uses that cluster and leaves it connected).
-
-    Args:
-        config: the run's `training.TrainConfig`.
-        source: the prepared `data.Source`.
-        jobs: `training.Job`s; one whose `metrics.json` exists is read, not
-            submitted again.
-        train: what a task calls, `train(config, job) -> metrics`; by default
-            `train_on_worker` on `source`. Tests pass their own.
-
-    Returns:
-        `(metrics by job key, one-line failure message by job key)`: every job is
-        in one of them. A NaN loss fails its job at once; any other exception, or
-        a worker that died, is retried `config.ray_retries` times first.
-    """
-    ray = import_ray()
-    if train is None:
-        prepared_dir = _local_path(os.fspath(source.builder.data_dir))
-        train = functools.partial(
-            train_on_worker, dataclasses.replace(source, builder=None), prepared_dir)
-    weights = config.weights
-    if os.path.isfile(weights):  # a weights file: the same path on every node
-        config = dataclasses.replace(config, weights=os.path.abspath(weights))
-    jobs = [dataclasses.replace(job, run_dir=_local_path(job.run_dir)) for job in jobs]
-
-    results, failures = {}, {}
-    to_run = []
-    for job in jobs:
-        metrics = training.finished_metrics(job)
-        if metrics is None:
-            to_run.append(job)
-        else:
-            print(f"{job.key}: already trained, reading {job.run_dir}/metrics.json")
-            results[job.key] = metrics
-    if not to_run:
-        return results, failures
-
-    connected_here = not ray.is_initialized()
-    if connected_here:
-        _connect(ray, config.ray_address)
-    try:
-        total = ray.cluster_resources()
-        gpus = config.ray_gpus_per_task
-        if gpus is None:
-            gpus = 1 if total.get("GPU", 0) else 0
-        cpus = config.ray_cpus_per_task
-        task = ray.remote(_attempt).options(
-            num_cpus=cpus, num_gpus=gpus, max_retries=config.ray_retries,
-            retry_exceptions=True,
-        )
-        print(f"Ray: {len(to_run)} model(s) as tasks of {gpus} GPU(s) and {cpus} CPU(s) "
-              f"each, on a cluster of {total.get('GPU', 0):g} GPU(s) and "
-              f"{total.get('CPU', 0):g} CPU(s)")
-        if not any(node["Alive"] and node["Resources"].get("GPU", 0) >= gpus
-                   and node["Resources"].get("CPU", 0) >= cpus for node in ray.nodes()):
-            # Not an error: an autoscaling cluster may still add such a node.
-            print(f"Ray: no node has {gpus} GPU(s) and {cpus} CPU(s); the tasks wait "
-                  "until one joins the cluster")
-        pending = {task.remote(train, config, job): job for job in to_run}
-        while pending:
-            [done], _ = ray.wait(list(pending), num_returns=1)
-            job = pending.pop(done)
-            try:
-                metrics, message = ray.get(done)
-            except ray.exceptions.RayError as error:
-                print(f"{job.key}: FAILED (Ray retries: {config.ray_retries}):\n{error}")
-                failures[job.key] = (f"{job.key}: {_one_line(error)} "
-                                     f"(Ray retries: {config.ray_retries})")
-                continue
-            if message is None:
-                results[job.key] = metrics
-                print(f"{job.key}: done on {metrics.get('host', '?')}, "
-                      f"accuracy {100 * metrics['accuracy']:.2f}%")
-            else:
-                print(f"{job.key}: FAILED: {message}")
-                failures[job.key] = message
-    finally:
-        if connected_here:
-            ray.shutdown()
-    return results, {job.key: failures[job.key] for job in jobs if job.key in failures}
+def write_summary(config, source, record, jobs, results, failures, start):
+    """Writes `summary.json` and `summary.md`: every job is either finished or failed."""
+    finished = {job.key: results[job.key] for job in jobs if job.key in results}
+    missing = [job.key for job in jobs if job.key not in results and job.key not in failures]
+    if missing:  # a bug, never a silent gap in the summary
+        raise AssertionError(f"jobs without a result: {missing}")
+    summary = metrics.summarize(finished) if finished else {
+        "accuracy": {}, "mean_accuracy": None, "std_accuracy": None}
+    summary.update(
+        failed=failures,
+        dataset=config.data.dataset,
+        backbone=config.model.backbone,
+        class_names=source.class_names,
+        sample_rate=source.sample_rate,
+        num_samples=source.num_samples,
+        skipped_files=source.skipped_files,
+        flags=record,
+        versions=library_versions(),
+        elapsed_seconds=round(time.time() - start, 1),
+        finished=datetime.datetime.now().isoformat(timespec="seconds"),
+    )
+    model_dir = record["model_dir"]
+    rundir.write_json(os.path.join(model_dir, rundir.SUMMARY_JSON), summary)
+    title = f"{config.data.dataset}, {config.model.backbone}"
+    table = metrics.format_accuracy_table(summary, title)
+    lines = [table]
+    if source.skipped_files:
+        lines.append(f"\nUndecodable files left out: {', '.join(source.skipped_files)}\n")
+    lines.append("\n## Flags\n\n")
+    lines += [f"- `{k}`: `{v}`\n" for k, v in record.items()]
+    lines.append("\n## Versions\n\n")
+    lines += [f"- {k} {v}\n" for k, v in summary["versions"].items()]
+    lines.append(f"\nElapsed: {summary['elapsed_seconds']} s\n")
+    rundir.write_text(os.path.join(model_dir, rundir.SUMMARY_MD), "".join(lines))
+    print(table)
+    return summary

@@ -7,6 +7,7 @@ import keras
 import numpy as np
 
 from keras_audio_cnn import devices, frontend
+from keras_audio_cnn.errors import ModelConfigError
 
 # Block names inside keras.applications layer names: DenseNet/ResNet "conv4_block1",
 # EfficientNet "block5a", MobileNetV3 "expanded_conv_5", Inception "mixed5".
@@ -21,10 +22,6 @@ _BLOCK_PATTERNS = (
 # ImageNet-trained weights were fitted to.
 _IMAGENET_PIXEL_MEAN = np.array([123.675, 116.28, 103.53])
 _IMAGENET_PIXEL_STD = np.array([58.395, 57.12, 57.375])
-
-
-class ModelConfigError(ValueError):
-    """A model option the user must change (unknown backbone, missing file...)."""
 
 
 def backbone_names():
@@ -214,7 +211,7 @@ def build_model(
             (after loading `weights`), keeping the weights before it.
         dropout: dropout rate before the output layer.
         mean, variance: per-channel statistics of the training data's
-            spectrogram images (`training.image_statistics`); zeros and ones
+            spectrogram images (`recipe.image_statistics`); zeros and ones
             when omitted (set them before training).
         dtype_policy: the Keras dtype policy of the backbone, pool and dropout,
             e.g. "mixed_bfloat16" (`devices.resolve`). The frontend, the

@@ -5,8 +5,6 @@ from unittest import mock
 
 import numpy as np
 import pytest
-import soundfile as sf
-import tensorflow_datasets as tfds
 
 from keras_audio_cnn import data
 from keras_audio_cnn.audio_io import AudioDataError
@@ -57,24 +55,8 @@ def test_unknown_dataset_is_refused_before_anything_is_written(tmp_path):
     assert not os.path.exists(tmp_path / "d")
 
 
-def prepare_fake_spoken_digit(root, data_dir):
-    """Prepares the real TFDS catalog builder `spoken_digit` from fake recordings."""
-    recordings = root / "free-spoken-digit-dataset-1.0.9" / "recordings"
-    recordings.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for digit in range(10):
-        for take in range(5):  # files named {digit}_{speaker}_{index}.wav, 8 kHz
-            n = int(rng.integers(2000, 6000))
-            t = np.arange(n) / 8000
-            sf.write(recordings / f"{digit}_jackson_{take}.wav",
-                     0.4 * np.sin(2 * np.pi * (300 + 150 * digit) * t), 8000, subtype="PCM_16")
-    with mock.patch.object(tfds.download.DownloadManager, "download_and_extract",
-                           return_value=str(root)):
-        return data.open_source("tfds:spoken_digit", str(data_dir))
-
-
 @pytest.fixture(scope="module")
-def spoken_digit(tmp_path_factory):
+def spoken_digit(tmp_path_factory, prepare_fake_spoken_digit):
     return prepare_fake_spoken_digit(tmp_path_factory.mktemp("fsdd"),
                                      tmp_path_factory.mktemp("tfds"))
 

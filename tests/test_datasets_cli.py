@@ -6,16 +6,11 @@ import pytest
 import tensorflow as tf
 
 from keras_audio_cnn import data
-from tests.test_cli import read_json, run_cli
-from tests.test_data import prepare_fake_spoken_digit
 from tfds_builders.audio_folder import fake_data as folder_fake
 from tfds_builders.gtzan import fake_data as gtzan_fake
 from tfds_builders.gtzan import gtzan_dataset_builder
 from tfds_builders.urbansound8k import fake_data as us8k_fake
 
-SMALL = ["--backbone=MobileNetV3Small", "--weights=none", "--epochs=1", "--batch_size=8",
-         "--augment=none",
-         "--verbose=2"]
 
 
 def fault_filtered_sample(per_genre):
@@ -29,24 +24,31 @@ def fault_filtered_sample(per_genre):
     ]
 
 
-def train_and_evaluate(tmp_path, *flags, evaluate=True):
-    model_dir = str(tmp_path / "model")
-    common = [f"--data_dir={tmp_path / 'tfds'}", f"--model_dir={model_dir}"]
-    stdout = run_cli("train.py", *SMALL, *common, *flags).stdout
-    summary = read_json(model_dir, "summary.json")
-    if evaluate:
-        stdout += run_cli("evaluate.py", f"--model_dir={model_dir}").stdout
-        evaluation = read_json(model_dir, "evaluation.json")
-        assert evaluation["accuracy"] == summary["accuracy"]  # reproduced from the files
-    return model_dir, summary, stdout
+@pytest.fixture
+def train_and_evaluate(tmp_path, run_cli, read_json, tiny_model):
+    """`train_and_evaluate(*flags, evaluate=True)`: a tiny run in tmp_path without
+    augmentation, and evaluate.py on it reproducing its accuracies."""
+
+    def train(*flags, evaluate=True):
+        model_dir = str(tmp_path / "model")
+        common = [f"--data_dir={tmp_path / 'tfds'}", f"--model_dir={model_dir}"]
+        stdout = run_cli("train.py", *tiny_model, "--augment=none", *common, *flags).stdout
+        summary = read_json(model_dir, "summary.json")
+        if evaluate:
+            stdout += run_cli("evaluate.py", f"--model_dir={model_dir}").stdout
+            evaluation = read_json(model_dir, "evaluation.json")
+            assert evaluation["accuracy"] == summary["accuracy"]  # reproduced from the files
+        return model_dir, summary, stdout
+
+    return train
 
 
-def test_urbansound8k_end_to_end_on_a_generated_archive(tmp_path):
+def test_urbansound8k_end_to_end_on_a_generated_archive(tmp_path, train_and_evaluate, read_json):
     manual = tmp_path / "manual"
     us8k_fake.write_fake_urbansound8k(manual, classes=range(10), folds=range(1, 11),
                                       clips_per_fold_per_class=1, seconds=1.0, as_tar=True)
     model_dir, summary, _ = train_and_evaluate(
-        tmp_path, "--dataset=urbansound8k", f"--manual_dir={manual}", "--folds=3",
+        "--dataset=urbansound8k", f"--manual_dir={manual}", "--folds=3",
         evaluate=False)  # evaluate.py is the same for every dataset: tested on the others
     assert list(summary["accuracy"]) == ["fold3"]
     assert (summary["sample_rate"], summary["num_samples"]) == (22050, 88200)
@@ -56,13 +58,14 @@ def test_urbansound8k_end_to_end_on_a_generated_archive(tmp_path):
     assert summary["class_names"][3] == "dog_bark"
 
 
-def test_gtzan_fault_filtered_trains_on_train_validates_on_valid_reports_test(tmp_path):
+def test_gtzan_fault_filtered_trains_on_train_validates_on_valid_reports_test(
+        tmp_path, train_and_evaluate, read_json):
     ids = fault_filtered_sample({"train": 2, "valid": 1, "test": 1})
     manual = tmp_path / "manual"
     gtzan_fake.write_fake_gtzan(manual, layout="genres_original", ids=ids,
                                 corrupt=("jazz.00054",), seconds=0.5)
     model_dir, summary, stdout = train_and_evaluate(
-        tmp_path, "--dataset=gtzan/fault_filtered", f"--manual_dir={manual}")
+        "--dataset=gtzan/fault_filtered", f"--manual_dir={manual}")
     assert list(summary["accuracy"]) == ["test"]
     assert summary["skipped_files"] == ["jazz.00054.wav"]
     assert "jazz.00054.wav" in stdout
@@ -80,22 +83,22 @@ def test_gtzan_fault_filtered_trains_on_train_validates_on_valid_reports_test(tm
     assert model.get_layer("logmel_image").output.shape == (None, 128, 1500, 3)
 
 
-def test_folds_flag_is_refused_for_a_fixed_split_protocol(tmp_path):
-    result = run_cli("train.py", "--dataset=gtzan/fault_filtered", "--folds=1", *SMALL,
+def test_folds_flag_is_refused_for_a_fixed_split_protocol(tmp_path, run_cli, tiny_model):
+    result = run_cli("train.py", "--dataset=gtzan/fault_filtered", "--folds=1", *tiny_model,
                      f"--manual_dir={tmp_path}", f"--data_dir={tmp_path / 'd'}",
                      f"--model_dir={tmp_path / 'm'}", check=False)
     assert result.returncode != 0 and "train.py: error:" in result.stderr
     assert not os.path.exists(tmp_path / "m")
 
 
-def test_audio_folder_end_to_end_with_cache(tmp_path):
+def test_audio_folder_end_to_end_with_cache(tmp_path, train_and_evaluate, read_json):
     audio_dir = tmp_path / "my_sounds"
     folder_fake.write_fake_audio_folder(audio_dir, classes=("bird", "cat", "dog"),
                                         files_per_class=5, seconds=(0.5, 1.0),
                                         formats=("wav", "flac", "ogg"))
     flags = ["--dataset=audio_folder", f"--audio_dir={audio_dir}", "--folds=1",
              "--num_folds=5", "--sample_rate=16000"]
-    model_dir, summary, _ = train_and_evaluate(tmp_path, *flags)
+    model_dir, summary, _ = train_and_evaluate(*flags)
     assert summary["class_names"] == ["bird", "cat", "dog"]
     assert summary["sample_rate"] == 16000
     assert read_json(model_dir, "fold1", "metrics.json")["num_examples"] == 3  # 1 per class
@@ -111,11 +114,12 @@ def test_audio_folder_end_to_end_with_cache(tmp_path):
     assert len(os.listdir(tmp_path / "tfds" / "audio_folder")) == 2
 
 
-def test_tfds_catalog_dataset_end_to_end(tmp_path):
+def test_tfds_catalog_dataset_end_to_end(tmp_path, train_and_evaluate, read_json,
+                                         prepare_fake_spoken_digit):
     # Prepared here with its download mocked; the CLIs then find it prepared.
     prepare_fake_spoken_digit(tmp_path / "fsdd", tmp_path / "tfds")
-    model_dir, summary, _ = train_and_evaluate(tmp_path, "--dataset=tfds:spoken_digit",
-                                               "--folds=2", "--augment=none", evaluate=False)
+    model_dir, summary, _ = train_and_evaluate("--dataset=tfds:spoken_digit", "--folds=2",
+                                               evaluate=False)
     assert list(summary["accuracy"]) == ["fold2"]
     assert summary["sample_rate"] == 8000 and summary["class_names"][0] == "0"
     metrics = read_json(model_dir, "fold2", "metrics.json")

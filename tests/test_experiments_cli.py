@@ -8,44 +8,28 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.test_cli import read_json, run_cli
-from tfds_builders.audio_folder import fake_data as folder_fake
-
-TINY = ["--dataset=audio_folder", "--sample_rate=8000", "--clip_seconds=0.5",
-        "--num_folds=3", "--backbone=MobileNetV3Small", "--weights=none", "--epochs=1",
-        "--batch_size=8", "--verbose=2"]
-
 
 @pytest.fixture(scope="module")
-def sounds(tmp_path_factory):
-    work = tmp_path_factory.mktemp("sounds")
-    folder_fake.write_fake_audio_folder(work / "audio", classes=("bird", "cat", "dog"),
-                                        files_per_class=6, seconds=(0.4, 0.5))
-    return work
+def two_runs(sounds, run_cli, tiny_model, folder_flags):
+    def train(name, *flags):
+        model_dir = str(sounds / name)
+        run_cli("train.py", *tiny_model, *folder_flags(sounds), f"--model_dir={model_dir}",
+                *flags)
+        return model_dir
 
-
-def train(sounds, name, *flags):
-    model_dir = str(sounds / name)
-    run_cli("train.py", *TINY, f"--audio_dir={sounds / 'audio'}",
-            f"--data_dir={sounds / 'tfds'}", f"--model_dir={model_dir}", *flags)
-    return model_dir
-
-
-@pytest.fixture(scope="module")
-def two_runs(sounds):
     # a: two runs holding fold 1 out; b: one model holding fold 2 out; c: b again.
-    a = train(sounds, "a", "--folds=1", "--runs=2", "--augment=paper,specaugment")
+    a = train("a", "--folds=1", "--runs=2", "--augment=paper,specaugment")
     b_flags = ["--folds=2", "--seed=7", "--deterministic", "--augment=paper,specaugment,mixup"]
-    return a, train(sounds, "b", *b_flags), train(sounds, "c", *b_flags)
+    return a, train("b", *b_flags), train("c", *b_flags)
 
 
-def test_runs_get_their_own_directories_and_seeds(two_runs):
+def test_runs_get_their_own_directories_and_seeds(two_runs, read_json):
     a, _, _ = two_runs
     assert [read_json(a, "fold1", f"run{r}", "metrics.json")["seed"] for r in (1, 2)] == [1, 1001]
     assert set(read_json(a, "summary.json")["accuracy"]) == {"fold1/run1", "fold1/run2"}
 
 
-def test_ensemble_across_model_dirs_uses_only_models_that_held_the_fold_out(two_runs, tmp_path):
+def test_ensemble_across_model_dirs_uses_only_models_that_held_the_fold_out(two_runs, tmp_path, run_cli, read_json):
     a, b, c = two_runs
     out = tmp_path / "ensemble"
     result = run_cli("evaluate.py", f"--model_dir={a}", f"--model_dir={b}", f"--model_dir={c}",
@@ -72,7 +56,7 @@ def test_ensemble_across_model_dirs_uses_only_models_that_held_the_fold_out(two_
     assert all(p.read_bytes().startswith(b"\x89PNG") for p in figures)
 
 
-def test_a_model_that_trained_on_the_test_fold_is_refused(two_runs, tmp_path):
+def test_a_model_that_trained_on_the_test_fold_is_refused(two_runs, tmp_path, run_cli):
     a, b, _ = two_runs
     leaky = tmp_path / "leaky"
     shutil.copytree(b, leaky)
@@ -86,7 +70,7 @@ def test_a_model_that_trained_on_the_test_fold_is_refused(two_runs, tmp_path):
     assert "would be tested on clips it trained on" in result.stderr.splitlines()[-1]
 
 
-def test_mismatched_datasets_or_classes_are_refused(two_runs, tmp_path):
+def test_mismatched_datasets_or_classes_are_refused(two_runs, tmp_path, run_cli):
     a, b, _ = two_runs
     other = tmp_path / "other"
     shutil.copytree(b, other)
@@ -116,15 +100,17 @@ def test_deterministic_runs_are_bit_identical_and_inference_has_no_augmentation(
     np.testing.assert_array_equal(one.predict(clip, verbose=0), one.predict(clip, verbose=0))
 
 
-def test_bad_experiment_flags_are_one_line_errors(sounds, tmp_path):
+def test_bad_experiment_flags_are_one_line_errors(sounds, tmp_path, run_cli, tiny_model,
+                                                  folder_flags, assert_one_line_error):
     # (--reinit_from and --runs are refused by the same check, tested in test_model.py
-    # and test_training.py.)
-    for flag, fragment in [("--augment=pitchy", "unknown --augment='pitchy'"),
-                           ("--trainable=from:conv9", "expanded_conv")]:
-        result = run_cli("train.py", *TINY, f"--audio_dir={sounds / 'audio'}", flag,
-                         f"--data_dir={tmp_path / 'd'}", f"--model_dir={tmp_path / 'm'}",
-                         check=False)
-        assert result.returncode != 0
-        assert result.stderr.splitlines()[-1].startswith("train.py: error: ")
-        assert fragment in result.stderr.splitlines()[-1]
-        assert not os.path.exists(tmp_path / "m")
+    # and test_training.py.) A value outside a flag's choices is refused by absl itself.
+    flags = [*tiny_model, *folder_flags(sounds, data_dir=tmp_path / "d"),
+             f"--model_dir={tmp_path / 'm'}"]
+    for flag, fragment in [
+        ("--augment=paper,pitchy", "flag --augment=paper,pitchy: 'pitchy' is not one of none, "
+                                   "paper, specaugment, mixup"),
+        ("--trainable=from:conv9", "expanded_conv"),
+    ]:
+        result = run_cli("train.py", *flags, flag, check=False)
+        assert_one_line_error(result, "train.py", fragment)
+        assert not os.path.exists(tmp_path / "m") and not os.path.exists(tmp_path / "d")

@@ -18,33 +18,36 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_audio_cnn import evaluation, training
-from tests.test_cli import ROOT, assert_one_line_error, read_json, run_cli
-from tfds_builders.audio_folder import fake_data as folder_fake
+from keras_audio_cnn import evaluation, rundir
 
 # Training only the classifier of a frozen VGG16 from random weights, without
-# augmentation, compiles several times faster than the TINY settings of the other
+# augmentation, compiles several times faster than the tiny model of the other
 # tests, and VGG16 has no BatchNorm layer (see the last test). A randomly
 # initialised MobileNet would do no better: frozen, its BatchNorm layers keep
 # their initial statistics and its features vanish, the same for every clip.
-TINY = ["--dataset=audio_folder", "--sample_rate=8000", "--clip_seconds=0.5", "--num_folds=2",
-        "--backbone=VGG16", "--weights=none", "--trainable=head", "--learning_rate=1e-2",
-        "--batch_size=4", "--augment=none", "--deterministic", "--verbose=2"]
+FROZEN_VGG16 = ["--backbone=VGG16", "--weights=none", "--trainable=head",
+                "--learning_rate=1e-2", "--batch_size=4", "--augment=none", "--deterministic",
+                "--verbose=2"]
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
-def sounds(tmp_path_factory):
-    work = tmp_path_factory.mktemp("faults")
+def sounds(make_sounds):
     # 4 classes x 8 clips in 2 folds of 16: a fold trains on exactly 4 batches of 4.
-    folder_fake.write_fake_audio_folder(work / "audio", classes=("bird", "cat", "dog", "cow"),
-                                        files_per_class=8, seconds=(0.4, 0.5))
-    return work
+    return make_sounds(classes=("bird", "cat", "dog", "cow"), files_per_class=8)
 
 
-def train_flags(sounds, name, *flags):
-    return [*TINY, f"--audio_dir={sounds / 'audio'}", f"--data_dir={sounds / 'tfds'}",
-            f"--model_dir={sounds / name}", *flags]
+@pytest.fixture(scope="module")
+def train_flags(folder_flags):
+    """`train_flags(sounds, name, *flags)`: the frozen VGG16 on 2 folds of `sounds`, into
+    `sounds/name`."""
+
+    def flags_of(sounds, name, *flags):
+        return [*FROZEN_VGG16, *folder_flags(sounds, num_folds=2), f"--model_dir={sounds / name}",
+                *flags]
+
+    return flags_of
 
 
 def epochs_logged(history):
@@ -60,7 +63,7 @@ def files_under(directory):
 
 
 @pytest.fixture(scope="module")
-def killed(sounds):
+def killed(sounds, train_flags):
     """A 2-fold, 3-epoch run SIGKILLed while its second fold trains its second epoch.
 
     Leftovers of a killed export are then planted in that fold: the temporaries
@@ -107,7 +110,7 @@ def killed(sounds):
 
 
 @pytest.fixture(scope="module")
-def resumed(killed):
+def resumed(killed, run_cli):
     """The same command run again on the killed run."""
     result = run_cli("train.py", *killed["flags"])
     return dict(killed, stdout=result.stdout)
@@ -121,11 +124,11 @@ def test_the_kill_landed_mid_epoch_after_a_backup(killed):
     assert {"backup/latest.weights.h5", "backup/training_metadata.json"} <= set(files)
 
 
-def test_unfinished_models_are_never_loaded(killed, tmp_path):
+def test_unfinished_models_are_never_loaded(killed, tmp_path, read_json):
     copy = killed["copy"]
     fold2 = str(copy / "fold2")
-    assert evaluation.run_directories(str(copy), "fold2") == []
-    assert evaluation.unfinished_directories(str(copy), "fold2") == [fold2]
+    assert rundir.finished_models(str(copy), "fold2") == []
+    assert rundir.unfinished_models(str(copy), "fold2") == [fold2]
     # fold2's unreadable model.keras would raise if it were loaded.
     summary = evaluation.evaluate_runs([str(copy)], output_dir=str(tmp_path / "out"))
     assert summary["accuracy"] == {"fold1": read_json(copy, "fold1", "metrics.json")["accuracy"]}
@@ -156,7 +159,7 @@ def test_the_rerun_skips_the_finished_fold_and_resumes_the_killed_one(resumed):
     assert epochs_logged(resumed["model_dir"] / "fold2" / "history.csv") == [0, 1, 2]
 
 
-def test_the_resumed_run_is_complete_and_consistent(resumed):
+def test_the_resumed_run_is_complete_and_consistent(resumed, read_json):
     model_dir = resumed["model_dir"]
     summary = read_json(model_dir, "summary.json")
     assert summary["failed"] == {}
@@ -180,7 +183,8 @@ def test_the_resumed_run_is_complete_and_consistent(resumed):
             model_dir, fold, "metrics.json")["confusion_matrix"]
 
 
-def test_a_nan_loss_fails_the_fold_in_one_line_and_keeps_its_backup(sounds):
+def test_a_nan_loss_fails_the_fold_in_one_line_and_keeps_its_backup(
+        sounds, train_flags, run_cli, read_json, assert_one_line_error):
     # Epoch 1 trains at 1e-4; from epoch 2 the step decay multiplies the learning
     # rate by 1e30, so one Adam step moves weights by ~1e26 and their L2 penalty
     # (w^2 ~ 1e52) overflows float32: the loss is inf or nan whatever the data.
@@ -219,25 +223,24 @@ TWO_REPLICAS = """
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     tf.config.experimental.enable_op_determinism()  # as train.py --deterministic
-    from keras_audio_cnn import data, training
+    from keras_audio_cnn import config, data, grid, recipe, trainer
 
     model_dir, out_dir = sys.argv[1], sys.argv[2]
     with open(model_dir + "/run.json") as f:
         run = json.load(f)
     with open(model_dir + "/fold1/metrics.json") as f:
         seed = json.load(f)["seed"]
-    config = training.TrainConfig(
-        **{name: run[name] for name in training.TrainConfig.__dataclass_fields__})
     # The same global batch and learning rate as train.py's single replica: half
     # the clips on each replica, half the learning rate, doubled by the linear rule.
-    config.batch_size //= 2
-    config.learning_rate /= 2
-    source = data.open_source(run["dataset"], run["data_dir"], run["manual_dir"],
-                              audio_dir=run["audio_dir"], sample_rate=run["sample_rate"],
-                              clip_seconds=run["clip_seconds"], num_folds=run["num_folds"])
+    run_config = config.TrainConfig.from_flags(
+        dict(run, batch_size=run["batch_size"] // 2, learning_rate=run["learning_rate"] / 2))
+    options = run_config.data
+    source = data.open_source(options.dataset, options.data_dir, options.manual_dir,
+                              audio_dir=options.audio_dir, sample_rate=options.sample_rate,
+                              clip_seconds=options.clip_seconds, num_folds=options.num_folds)
     task = next(t for t in source.tasks if t.name == "fold1")
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    training.train_task(config, source, task, out_dir, strategy, seed)
+    trainer.train_model(run_config, source, grid.Job("fold1", task, out_dir, seed), strategy)
 
     # Precise BN of a model built under the strategy sets both replicas' statistics
     # (it runs outside the replicas, on batches of one device).
@@ -248,7 +251,7 @@ TWO_REPLICAS = """
     x = np.random.default_rng(0).normal([5.0, -1.0, 0.0], [1.0, 2.0, 3.0], (64, 3))
     x = x.astype("float32")
     batches = tf.data.Dataset.from_tensor_slices((x, x)).batch(16)
-    assert training.precise_batch_norm(bn_model, batches) == 1
+    assert recipe.precise_batch_norm(bn_model, batches) == 1
     means = strategy.experimental_local_results(layer.moving_mean.value)
     assert len(means) == 2
     for mean in means:
@@ -257,7 +260,7 @@ TWO_REPLICAS = """
 """
 
 
-def test_two_replicas_train_the_same_job_as_one(resumed, tmp_path):
+def test_two_replicas_train_the_same_job_as_one(resumed, tmp_path, read_json):
     """fold1 of the resumed run, trained by train.py on one device (MirroredStrategy over
     the CPU) with batches of 4, against the same job on two logical CPUs with 2 clips each.
 

@@ -16,11 +16,6 @@ def esc50_frontend():
     return frontend.build_frontend(ESC50_RATE, ESC50_SAMPLES)
 
 
-def tone(frequency, sample_rate=ESC50_RATE, num_samples=ESC50_SAMPLES, amplitude=0.5):
-    t = np.arange(num_samples) / sample_rate
-    return (amplitude * np.sin(2 * np.pi * frequency * t)).astype("float32")
-
-
 def test_image_shape_is_128_by_250_by_3_for_esc50(esc50_frontend):
     images = esc50_frontend.predict(np.zeros((2, ESC50_SAMPLES), "float32"), verbose=0)
     assert images.shape == (2, 128, 250, 3)
@@ -35,7 +30,7 @@ def test_image_width_follows_clip_length():
 
 
 @pytest.mark.parametrize("frequency", [440.0, 3000.0, 12000.0])
-def test_pure_tone_peaks_in_the_mel_band_librosa_predicts(esc50_frontend, frequency):
+def test_pure_tone_peaks_in_the_mel_band_librosa_predicts(esc50_frontend, frequency, tone):
     images = esc50_frontend.predict(tone(frequency)[None], verbose=0)[0]
     # The band centres of a 128-band HTK filter bank from 0 Hz to Nyquist.
     centres = librosa.mel_frequencies(n_mels=130, fmin=0.0, fmax=ESC50_RATE / 2, htk=True)[1:-1]
@@ -45,7 +40,7 @@ def test_pure_tone_peaks_in_the_mel_band_librosa_predicts(esc50_frontend, freque
         assert int(np.argmax(images[:, middle, channel])) == expected, channel
 
 
-def test_each_channel_equals_librosa_log_mel_before_resizing(esc50_frontend):
+def test_each_channel_equals_librosa_log_mel_before_resizing(esc50_frontend, tone):
     rng = np.random.default_rng(0)
     clip = (tone(1000.0) + 0.1 * rng.standard_normal(ESC50_SAMPLES)).astype("float32")
     for window_ms, hop_ms in zip(frontend.WINDOWS_MS, frontend.HOPS_MS):
@@ -72,7 +67,7 @@ def test_each_channel_equals_librosa_log_mel_before_resizing(esc50_frontend):
         np.testing.assert_allclose(ours, reference, atol=0.1)
 
 
-def test_resizing_equals_antialiased_bilinear_and_compiles_with_xla(esc50_frontend):
+def test_resizing_equals_antialiased_bilinear_and_compiles_with_xla(esc50_frontend, tone):
     rng = np.random.default_rng(1)
     clip = (tone(700.0) + 0.1 * rng.standard_normal(ESC50_SAMPLES)).astype("float32")[None]
     outputs = [esc50_frontend.get_layer(f"logmel_{w}ms").output for w in frontend.WINDOWS_MS]
@@ -86,7 +81,7 @@ def test_resizing_equals_antialiased_bilinear_and_compiles_with_xla(esc50_fronte
     np.testing.assert_allclose(compiled(clip).numpy(), image, atol=1e-3)
 
 
-def test_a_clip_does_not_depend_on_the_rest_of_its_batch(esc50_frontend):
+def test_a_clip_does_not_depend_on_the_rest_of_its_batch(esc50_frontend, tone):
     quiet = tone(500.0, amplitude=1e-3)
     loud = tone(2000.0, amplitude=1.0)
     alone = esc50_frontend.predict(quiet[None], verbose=0)[0]
@@ -94,7 +89,7 @@ def test_a_clip_does_not_depend_on_the_rest_of_its_batch(esc50_frontend):
     np.testing.assert_allclose(alone, together, atol=1e-4)
 
 
-def test_image_equals_the_reference_librosa_and_pil_image(esc50_frontend):
+def test_image_equals_the_reference_librosa_and_pil_image(esc50_frontend, tone):
     # benchmarks/reference.py is the per-clip librosa + PIL implementation the
     # frontend benchmark times: the two must compute the same image.
     from benchmarks import reference

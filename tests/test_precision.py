@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_audio_cnn import data, devices, training
+from keras_audio_cnn import augment, config, data, devices, grid, metrics, recipe, trainer
 from keras_audio_cnn import model as model_lib
-from tfds_builders.audio_folder import fake_data as folder_fake
+from keras_audio_cnn.errors import ConfigError, RunError
 
 RATE, SAMPLES, CLASSES = 8000, 4000, 3
 GPU = devices.Devices(num_gpus=1, cpu_bf16=False)
@@ -72,21 +72,21 @@ def test_cpu_bf16_support_is_read_from_cpuinfo_flags(tmp_path):
 
 
 def test_bad_values_are_one_line_errors_before_anything_is_written(tmp_path):
+    base = config.TrainConfig().replace(model_dir=str(tmp_path / "m"),
+                                        data_dir=str(tmp_path / "d"))
     cases = [
         (dict(precision="half"), "unknown --precision='half'; use one of float32, mixed"),
         (dict(jit_compile="yes"), "unknown --jit_compile='yes'; use one of auto, true, false"),
         (dict(jit_compile="true", deterministic=True), "--jit_compile=true cannot be combined"),
     ]
     for options, message in cases:
-        config = training.TrainConfig(model_dir=str(tmp_path / "m"),
-                                      data_dir=str(tmp_path / "d"), **options)
-        with pytest.raises(training.RunError) as error:
-            training.run(config)
+        with pytest.raises((ConfigError, RunError)) as error:
+            grid.run(base.replace(**options))
         assert message in str(error.value) and "\n" not in str(error.value)
     assert not os.listdir(tmp_path)
-    with pytest.raises(training.RunError, match="--jit_compile=true fails on 2 GPUs"):
-        training.device_settings(training.TrainConfig(jit_compile="true"), TWO_GPUS)
-    assert training.device_settings(training.TrainConfig(jit_compile="true"), GPU).jit_compile
+    with pytest.raises(RunError, match="--jit_compile=true fails on 2 GPUs"):
+        devices.settings("float32", "true", found=TWO_GPUS)
+    assert devices.settings("float32", "true", found=GPU).jit_compile
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +96,7 @@ def mixed_model():
     # A freshly initialised MobileNetV3's activations fade to ~1e-10 by its last
     # block; BatchNorm statistics of real batches give it outputs worth comparing.
     batches = tf.data.Dataset.from_tensor_slices((waveforms(16), np.zeros(16))).batch(8)
-    assert training.precise_batch_norm(model, batches) > 0
+    assert recipe.precise_batch_norm(model, batches) > 0
     return model
 
 
@@ -115,7 +115,7 @@ def test_mixed_model_computes_the_backbone_in_bfloat16_and_the_rest_in_float32(m
 
 
 def test_float32_build_takes_the_mixed_weights_and_predicts_nearly_the_same(mixed_model):
-    plain = tiny_model("float32", dropout=0.1)  # as train_task copies a trained model
+    plain = tiny_model("float32", dropout=0.1)  # as the trainer copies a trained model
     plain.set_weights(mixed_model.get_weights())
     assert {layer.dtype_policy.name for layer in all_layers(plain)} == {"float32"}
     x = waveforms(seed=1)
@@ -130,7 +130,7 @@ def test_float32_build_takes_the_mixed_weights_and_predicts_nearly_the_same(mixe
 
 def test_mixed_float16_training_model_gets_loss_scaling():
     model = tiny_model("mixed_float16")
-    fitted = training.training_model(model, ("paper",), RATE, seed=0)
+    fitted = augment.AugmentPlan(("paper",)).training_model(model, RATE, seed=0)
     assert keras.config.dtype_policy().name == "float32"
     assert fitted.dtype_policy.name == "mixed_float16"
     assert fitted.get_layer("augment").compute_dtype == "float32"
@@ -156,29 +156,27 @@ def test_jit_compile_true_trains_a_step_on_the_cpu():
 
 
 @pytest.fixture(scope="module")
-def mixed_run(tmp_path_factory):
-    """One fold trained by train_task under mixed_bfloat16 (forced: this CPU has no bf16)."""
-    work = tmp_path_factory.mktemp("mixed")
-    folder_fake.write_fake_audio_folder(work / "audio", classes=("bird", "cat", "dog"),
-                                        files_per_class=6, seconds=(0.4, 0.5))
+def mixed_run(sounds):
+    """One fold trained by the trainer under mixed_bfloat16 (forced: this CPU has no bf16)."""
+    work = sounds
     source = data.open_source("audio_folder", str(work / "tfds"), audio_dir=str(work / "audio"),
                               sample_rate=RATE, clip_seconds=0.5, num_folds=3)
-    config = training.TrainConfig(dataset="audio_folder", backbone="MobileNetV3Small",
-                                  weights="none", augment="none", epochs=1, batch_size=8,
-                                  verbose=0)
+    run_config = config.TrainConfig().replace(
+        dataset="audio_folder", backbone="MobileNetV3Small", weights="none", augment="none",
+        epochs=1, batch_size=8, verbose=0)
     task = source.tasks[0]
     run_dir = str(work / "fold1")
     settings = devices.Settings("mixed_bfloat16", jit_compile=False)
-    metrics = training.train_task(config, source, task, run_dir,
-                                  tf.distribute.MirroredStrategy(), seed=1, settings=settings)
-    return dict(source=source, task=task, run_dir=run_dir, metrics=metrics, work=work)
+    model_metrics = trainer.train_model(run_config, source, grid.Job("fold1", task, run_dir, 1),
+                                        tf.distribute.MirroredStrategy(), settings=settings)
+    return dict(source=source, task=task, run_dir=run_dir, metrics=model_metrics, work=work)
 
 
 def test_mixed_training_saves_float32_models_that_load_without_this_package(mixed_run):
     run_dir, work = mixed_run["run_dir"], mixed_run["work"]
-    metrics = mixed_run["metrics"]
-    assert metrics["dtype_policy"] == "mixed_bfloat16" and metrics["jit_compile"] is False
-    assert np.isfinite(metrics["loss"])
+    trained = mixed_run["metrics"]
+    assert trained["dtype_policy"] == "mixed_bfloat16" and trained["jit_compile"] is False
+    assert np.isfinite(trained["loss"])
     assert keras.config.dtype_policy().name == "float32"
     x = waveforms(batch=3, seed=2)
     np.save(work / "x.npy", x)
@@ -212,8 +210,8 @@ def test_mixed_training_saves_float32_models_that_load_without_this_package(mixe
 
 
 def test_mixed_training_metrics_are_those_of_the_saved_float32_model(mixed_run):
-    source, task, metrics = mixed_run["source"], mixed_run["task"], mixed_run["metrics"]
+    source, task, trained = mixed_run["source"], mixed_run["task"], mixed_run["metrics"]
     model = keras.saving.load_model(os.path.join(mixed_run["run_dir"], "model.keras"))
-    again = training.evaluate(model, source.load(task, "test", 8), len(source.class_names))
-    assert again["confusion_matrix"] == metrics["confusion_matrix"]
-    assert again["loss"] == pytest.approx(metrics["loss"], rel=1e-5)
+    again = metrics.evaluate(model, source.load(task, "test", 8), len(source.class_names))
+    assert again["confusion_matrix"] == trained["confusion_matrix"]
+    assert again["loss"] == pytest.approx(trained["loss"], rel=1e-5)

@@ -10,14 +10,9 @@ import pytest
 import ray
 import tensorflow as tf
 
-from keras_audio_cnn import data, grid, training
+from keras_audio_cnn import config, data, grid, ray_runner, rundir
 from keras_audio_cnn import evaluation as evaluation_lib
-from tests.test_cli import read_json, run_cli
-from tfds_builders.audio_folder import fake_data as folder_fake
-
-FLAGS = ["--dataset=audio_folder", "--sample_rate=8000", "--clip_seconds=0.5",
-         "--num_folds=3", "--backbone=MobileNetV3Small", "--weights=none", "--epochs=1",
-         "--batch_size=8", "--augment=none", "--noprecise_bn", "--verbose=2", "--folds=1,2"]
+from keras_audio_cnn.errors import ConfigError, RunError, TrainingFailed
 
 
 @pytest.fixture(scope="module")
@@ -29,27 +24,27 @@ def cluster():
 
 
 @pytest.fixture(scope="module")
-def runs(cluster, tmp_path_factory):
+def runs(cluster, sounds, run_cli, tiny_model, folder_flags):
     """The same two folds trained one after the other and as two Ray tasks.
 
     Both commands run at once (each preparing its own copy of the data) to save time.
     """
-    work = tmp_path_factory.mktemp("ray")
-    folder_fake.write_fake_audio_folder(work / "audio", classes=("bird", "cat", "dog"),
-                                        files_per_class=6, seconds=(0.4, 0.5))
-    flags = [*FLAGS, f"--audio_dir={work / 'audio'}"]
+    work = sounds
+    flags = [*tiny_model, "--augment=none", "--noprecise_bn", "--folds=1,2"]
     sequential, on_ray = str(work / "sequential"), str(work / "ray")
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        one_by_one = pool.submit(run_cli, "train.py", *flags, f"--data_dir={work / 'tfds1'}",
+        one_by_one = pool.submit(run_cli, "train.py", *flags,
+                                 *folder_flags(work, data_dir=work / "tfds1"),
                                  f"--model_dir={sequential}")
-        as_tasks = pool.submit(run_cli, "train.py", *flags, f"--data_dir={work / 'tfds2'}",
+        as_tasks = pool.submit(run_cli, "train.py", *flags,
+                               *folder_flags(work, data_dir=work / "tfds2"),
                                f"--model_dir={on_ray}", f"--ray_address={cluster}")
         one_by_one.result()
         stdout = as_tasks.result().stdout
     return dict(sequential=sequential, on_ray=on_ray, address=cluster, stdout=stdout)
 
 
-def test_ray_trains_the_folds_side_by_side_into_the_same_summary(runs):
+def test_ray_trains_the_folds_side_by_side_into_the_same_summary(runs, read_json):
     sequential = read_json(runs["sequential"], "summary.json")
     on_ray = read_json(runs["on_ray"], "summary.json")
     assert set(on_ray) == set(sequential)
@@ -71,7 +66,7 @@ def test_ray_trains_the_folds_side_by_side_into_the_same_summary(runs):
     assert max(start1, start2) < min(end1, end2), intervals  # trained at the same time
 
 
-def test_evaluate_reproduces_the_ray_runs_accuracies(runs):
+def test_evaluate_reproduces_the_ray_runs_accuracies(runs, run_cli, read_json):
     run_cli("evaluate.py", f"--model_dir={runs['on_ray']}")
     evaluation = read_json(runs["on_ray"], "evaluation.json")
     accuracy = read_json(runs["on_ray"], "summary.json")["accuracy"]
@@ -95,9 +90,8 @@ def _attempt_number(job):
         return len(f.readlines())
 
 
-def flaky_train(config, job):
+def flaky_train(job):
     """Stands in for training; what it does depends on the job's key."""
-    del config
     attempt = _attempt_number(job)
     if job.key == "dies_once" and attempt == 1:
         os._exit(1)  # the worker process is gone, as on a lost node
@@ -106,21 +100,21 @@ def flaky_train(config, job):
     if job.key == "always_raises":
         raise ValueError("the data is broken\nsecond line of the message")
     if job.key == "nan":
-        raise training.TrainingFailed("nan: training stopped: epoch 1: NaN loss")
+        raise TrainingFailed("nan: training stopped: epoch 1: NaN loss")
     return {"accuracy": 0.5, "attempt": attempt}
 
 
 def test_tasks_are_retried_and_failures_reported_not_raised(cluster, tmp_path):
-    del cluster  # run_on_ray uses the cluster this process is connected to
+    del cluster  # the runner uses the cluster this process is connected to
     keys = ["dies_once", "raises_once", "always_raises", "nan", "done"]
-    jobs = [training.Job(key, data.Task(key, "train", "test"), str(tmp_path / key), 0)
+    jobs = [grid.Job(key, data.Task(key, "train", "test"), str(tmp_path / key), 0)
             for key in keys]
     for job in jobs:
         os.makedirs(job.run_dir)
-    training.write_json(os.path.join(tmp_path, "done", "metrics.json"), {"accuracy": 0.25})
-    config = training.TrainConfig(ray_address="in this process")
+    rundir.write_json(os.path.join(tmp_path, "done", "metrics.json"), {"accuracy": 0.25})
+    options = config.RayConfig(address="in this process")
 
-    results, failures = grid.run_on_ray(config, None, jobs, train=flaky_train)
+    results, failures = ray_runner.RayRunner(options).run(jobs, flaky_train)
 
     assert results == {"dies_once": {"accuracy": 0.5, "attempt": 2},
                        "raises_once": {"accuracy": 0.5, "attempt": 2},
@@ -141,16 +135,16 @@ def test_tasks_are_retried_and_failures_reported_not_raised(cluster, tmp_path):
 
 def test_ray_options_are_checked_before_anything_is_written(tmp_path, monkeypatch):
     model_dir, data_dir = tmp_path / "m", tmp_path / "d"
+    base = config.TrainConfig().replace(ray_address="local", model_dir=str(model_dir),
+                                        data_dir=str(data_dir))
     for field, value in [("ray_retries", -1), ("ray_cpus_per_task", 0),
                          ("ray_gpus_per_task", -1)]:
-        config = training.TrainConfig(ray_address="local", model_dir=str(model_dir),
-                                      data_dir=str(data_dir), **{field: value})
-        with pytest.raises(training.RunError, match=f"--{field}={value} must be"):
-            training.run(config)
+        with pytest.raises(ConfigError, match=f"--{field}={value} must be"):
+            grid.run(base.replace(**{field: value}))
     assert not model_dir.exists() and not data_dir.exists()
 
     monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
-    with pytest.raises(training.RunError) as error:
-        training.run(training.TrainConfig(ray_address="local", model_dir=str(model_dir)))
+    with pytest.raises(RunError) as error:
+        grid.run(base)
     assert str(error.value) == (
         '--ray_address needs Ray, which is not installed: pip install -e ".[ray]"')

@@ -9,7 +9,9 @@ import pytest
 import tensorflow as tf
 
 from keras_audio_cnn import model as model_lib
-from keras_audio_cnn import data, fused_batch_norm, training
+from keras_audio_cnn import (config, data, fused_batch_norm, grid, local_runner, metrics,
+                             recipe, runner, trainer)
+from keras_audio_cnn.errors import ConfigError, RunError, TrainingFailed
 
 RATE, SAMPLES, CLASSES = 8000, 8000, 10
 
@@ -36,11 +38,11 @@ def batches(clips, labels, shuffle=False):
 def test_precise_bn_lifts_a_short_from_scratch_run_far_above_chance():
     keras.utils.set_random_seed(0)
     train, test = tone_clips(16, seed=0), tone_clips(4, seed=1)
-    mean, variance = training.image_statistics(RATE, SAMPLES, batches(*train))
+    mean, variance = recipe.image_statistics(RATE, SAMPLES, batches(*train))
     model = model_lib.build_model(
         "MobileNetV3Small", CLASSES, RATE, SAMPLES, weights="none", mean=mean, variance=variance
     )
-    training.add_weight_decay(model, 1e-3)
+    recipe.add_weight_decay(model, 1e-3)
     model.compile(
         keras.optimizers.Adam(1e-3),
         keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -50,9 +52,9 @@ def test_precise_bn_lifts_a_short_from_scratch_run_far_above_chance():
 
     # MobileNetV3's BatchNorm momentum is 0.999: after 30 steps its moving
     # statistics are still mostly their initial values.
-    before = training.evaluate(model, batches(*test), CLASSES)["accuracy"]
-    updated = training.precise_batch_norm(model, batches(*train))
-    after = training.evaluate(model, batches(*test), CLASSES)["accuracy"]
+    before = metrics.evaluate(model, batches(*test), CLASSES)["accuracy"]
+    updated = recipe.precise_batch_norm(model, batches(*train))
+    after = metrics.evaluate(model, batches(*test), CLASSES)["accuracy"]
     assert updated == len(fused_batch_norm.batch_norm_layers(model)) > 10
     assert before <= 0.3, before  # chance is 0.1
     assert after >= 0.7, after
@@ -65,7 +67,7 @@ def test_precise_bn_sets_moving_statistics_to_the_average_batch_statistics():
     rng = np.random.default_rng(0)
     x = (rng.standard_normal((64, 3)) * [1.0, 2.0, 3.0] + [5.0, -1.0, 0.0]).astype("float32")
     ds = tf.data.Dataset.from_tensor_slices((x, np.zeros(64))).batch(16)
-    assert training.precise_batch_norm(model, ds) == 1
+    assert recipe.precise_batch_norm(model, ds) == 1
     chunks = x.reshape(4, 16, 3)
     np.testing.assert_allclose(layer.moving_mean.numpy(), chunks.mean(axis=1).mean(axis=0), rtol=1e-5)
     np.testing.assert_allclose(layer.moving_variance.numpy(), chunks.var(axis=1).mean(axis=0), rtol=1e-4)
@@ -76,7 +78,7 @@ def test_weight_decay_is_coupled_l2_on_every_trainable_variable():
     inputs = keras.Input((4,))
     model = keras.Model(inputs, keras.layers.Dense(3)(inputs))
     model.layers[-1].bias.assign(np.ones(3))
-    training.add_weight_decay(model, 1e-3)
+    recipe.add_weight_decay(model, 1e-3)
     expected = 1e-3 / 2 * sum(float(np.sum(np.square(v.numpy()))) for v in model.trainable_variables)
     assert float(sum(model.losses)) == pytest.approx(expected, rel=1e-5)
     # Its gradient is weight_decay * w, as PyTorch's Adam(weight_decay=) adds.
@@ -88,52 +90,53 @@ def test_weight_decay_is_coupled_l2_on_every_trainable_variable():
 
 
 def test_learning_rate_steps_down_tenfold_every_30_epochs():
-    schedule = training._learning_rate_schedule(training.TrainConfig())
+    optim = config.TrainConfig().optim
+    schedule = recipe.step_decay(optim.learning_rate, optim.lr_decay_epochs,
+                                 optim.lr_decay_factor)
     assert [schedule(e, None) for e in (0, 29, 30, 59, 60, 69)] == pytest.approx(
         [1e-4, 1e-4, 1e-5, 1e-5, 1e-6, 1e-6]
     )
 
 
 def test_paper_recipe_defaults():
-    config = training.TrainConfig()
-    assert (config.learning_rate, config.weight_decay, config.batch_size, config.epochs) == (
+    defaults = config.TrainConfig()
+    optim = defaults.optim
+    assert (optim.learning_rate, optim.weight_decay, optim.batch_size, optim.epochs) == (
         1e-4, 1e-3, 32, 70)
-    assert config.resolved_model_dir() == "runs/esc50_DenseNet201"
+    assert defaults.augment == ("paper",)
+    assert defaults.resolved_model_dir() == "runs/esc50_DenseNet201"
 
 
 def test_folds_select_tasks_and_out_of_range_is_refused():
     tasks = [data.Task(f"fold{k}", "x", f"fold{k}") for k in range(1, 6)]
-    with pytest.raises(training.RunError, match="fold 6 is out of range: esc50 has folds 1..5"):
-        training.select_tasks(tasks, [1, 6], "esc50")
-    assert training.select_tasks(tasks, [], "esc50") == tasks
-    assert [t.name for t in training.select_tasks(tasks, [3, 1], "esc50")] == ["fold1", "fold3"]
+    with pytest.raises(RunError, match="fold 6 is out of range: esc50 has folds 1..5"):
+        grid.select_tasks(tasks, [1, 6], "esc50")
+    assert grid.select_tasks(tasks, [], "esc50") == tasks
+    assert [t.name for t in grid.select_tasks(tasks, [3, 1], "esc50")] == ["fold1", "fold3"]
     fixed = [data.Task("test", "train", "test", valid="valid")]
-    with pytest.raises(training.RunError, match="--folds does not apply"):
-        training.select_tasks(fixed, [1], "gtzan/fault_filtered")
+    with pytest.raises(RunError, match="--folds does not apply"):
+        grid.select_tasks(fixed, [1], "gtzan/fault_filtered")
 
 
 def test_augment_and_runs_options_are_checked_before_anything_runs(tmp_path):
-    assert training.augment_policies("paper,mixup") == ("paper", "mixup")
-    assert training.augment_policies("none") == ()
-    with pytest.raises(training.RunError, match="unknown --augment='pitch'"):
-        training.augment_policies("paper,pitch")
-    with pytest.raises(training.RunError, match="--runs=0 must be at least 1"):
-        training.run(training.TrainConfig(runs=0, model_dir=str(tmp_path / "m")))
+    assert config.TrainConfig().replace(augment="paper,mixup").augment == ("paper", "mixup")
+    assert config.TrainConfig().replace(augment="none").augment == ()
+    with pytest.raises(ConfigError, match="unknown --augment='pitch'"):
+        config.TrainConfig().replace(augment="paper,pitch")
+    with pytest.raises(ConfigError, match="--runs=0 must be at least 1"):
+        grid.run(config.TrainConfig().replace(runs=0, model_dir=str(tmp_path / "m")))
     assert not (tmp_path / "m").exists()
 
 
 def test_learning_rate_scales_with_the_replicas():
-    linear = training.TrainConfig(learning_rate=1e-4)
-    assert training.scaled_learning_rate(linear, 1) == pytest.approx(1e-4)
-    assert training.scaled_learning_rate(linear, 8) == pytest.approx(8e-4)
-    sqrt = training.TrainConfig(learning_rate=1e-4, lr_scaling="sqrt")
-    assert training.scaled_learning_rate(sqrt, 4) == pytest.approx(2e-4)
-    none = training.TrainConfig(learning_rate=1e-4, lr_scaling="none")
-    assert training.scaled_learning_rate(none, 8) == pytest.approx(1e-4)
-    schedule = training._learning_rate_schedule(linear, replicas=2)
+    assert recipe.scaled_learning_rate(1e-4, "linear", 1) == pytest.approx(1e-4)
+    assert recipe.scaled_learning_rate(1e-4, "linear", 8) == pytest.approx(8e-4)
+    assert recipe.scaled_learning_rate(1e-4, "sqrt", 4) == pytest.approx(2e-4)
+    assert recipe.scaled_learning_rate(1e-4, "none", 8) == pytest.approx(1e-4)
+    schedule = recipe.step_decay(recipe.scaled_learning_rate(1e-4, "linear", 2), 30, 0.1)
     assert [schedule(e, None) for e in (0, 30)] == pytest.approx([2e-4, 2e-5])
-    with pytest.raises(training.RunError, match="unknown --lr_scaling='square'"):
-        training.scaled_learning_rate(training.TrainConfig(lr_scaling="square"), 1)
+    with pytest.raises(ConfigError, match="unknown --lr_scaling='square'"):
+        config.TrainConfig().replace(lr_scaling="square")
 
 
 def test_the_backup_outlives_fit_and_survives_a_torn_write(tmp_path):
@@ -148,7 +151,7 @@ def test_the_backup_outlives_fit_and_survives_a_torn_write(tmp_path):
 
     def fit(m, epochs):
         return m.fit(x, y, epochs=epochs, batch_size=8, verbose=0,
-                     callbacks=[training.backup_callback(str(tmp_path))])
+                     callbacks=[trainer.backup_callback(str(tmp_path))])
 
     trained = model()
     fit(trained, 3)
@@ -167,17 +170,22 @@ def test_the_backup_outlives_fit_and_survives_a_torn_write(tmp_path):
 
 
 def test_a_failed_job_is_reported_and_the_others_still_run(tmp_path, monkeypatch):
-    def train_task(config, source, task, run_dir, strategy, seed):
-        if task.name == "fold1":
-            os.makedirs(os.path.join(run_dir, "backup"))
-            raise training.TrainingFailed("at epoch 2, batch 1: the loss became nan")
+    def train_model(run_config, source, job, strategy, settings):
+        if job.task.name == "fold1":
+            os.makedirs(os.path.join(job.run_dir, "backup"))
+            raise TrainingFailed("at epoch 2, batch 1: the loss became nan")
         return {"accuracy": 0.5}
 
-    monkeypatch.setattr(training, "train_task", train_task)
-    config = training.TrainConfig(model_dir=str(tmp_path))
+    class Prepared:  # a data.Source in this process
+        def reopened(self):
+            return self
+
+    monkeypatch.setattr(trainer, "train_model", train_model)
+    run_config = config.TrainConfig().replace(model_dir=str(tmp_path))
     tasks = [data.Task(f"fold{k}", "x", f"fold{k}") for k in (1, 2)]
-    jobs = training.plan_jobs(config, tasks, str(tmp_path))
-    results, failures = training.run_jobs(config, None, jobs)
+    jobs = grid.plan_jobs(tasks, str(tmp_path))
+    train = runner.JobTrainer(run_config, Prepared())
+    results, failures = local_runner.LocalRunner().run(jobs, train)
     assert results == {"fold2": {"accuracy": 0.5}}
     assert list(failures) == ["fold1"]
     assert failures["fold1"] == (

@@ -1,0 +1,310 @@
+"""Every option of a `train.py` run: the one home of its defaults, help and checks.
+
+`TrainConfig` groups the options (data, model, optimisation, Ray) as dataclasses.
+Each field is declared with `option(...)`: its default, its help text and, for a
+fixed set of values, its `choices`. `define_flags` derives `train.py`'s absl flags
+from these fields (a field with choices becomes an enum flag, a list of choices a
+comma-separated enum list), and `TrainConfig.from_flags` builds the config back
+from the flag values, so a flag and its field can never disagree. A run records
+`to_flags()` in its `run.json`: the same flat names and values.
+
+Defaults are the recipe of Palanisamy, Singhania and Yao (2020) and their code:
+Adam, learning rate 1e-4, weight decay 1e-3 (PyTorch's coupled L2), batch 32 on one
+GPU, 70 epochs, the learning rate times 0.1 every 30 epochs, the paper's pitch-shift
+and time-stretch augmentation.
+
+This module imports neither TensorFlow nor Keras: flags parse in milliseconds.
+"""
+
+import dataclasses
+import os
+import typing
+
+from absl import flags
+
+from keras_audio_cnn.errors import ConfigError
+
+CATALOG_PREFIX = "tfds:"
+AUGMENT_POLICIES = ("paper", "specaugment", "mixup")
+NO_AUGMENT = "none"
+
+
+def option(default, help, *, choices=None):
+    """A config field with its help text; `choices` makes it an enum flag."""
+    return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
+
+
+def group(cls):
+    """A nested group of options, with its own defaults."""
+    return dataclasses.field(default_factory=cls)
+
+
+@dataclasses.dataclass
+class DataConfig:
+    """Which dataset, where it is, and (for a user's folder) how to cut it."""
+
+    dataset: str = option(
+        "esc50",
+        "esc50, urbansound8k, gtzan (gtzan/fault_filtered), audio_folder (with --audio_dir), "
+        "or tfds:NAME for a TFDS catalog audio dataset.")
+    data_dir: str | None = option(
+        None, "TFDS data directory (default: TFDS's, ~/tensorflow_datasets).")
+    manual_dir: str | None = option(
+        None, "Directory holding the dataset's archive for offline preparation.")
+    audio_dir: str | None = option(
+        None, "audio_folder: a folder with one sub-folder of audio files per class.")
+    sample_rate: int | None = option(
+        None, "audio_folder: sample rate to resample to (default 22050).")
+    clip_seconds: float | None = option(
+        None, "audio_folder: clip length (default: the longest file, at most 10 s).")
+    num_folds: int | None = option(
+        None, "audio_folder: number of stratified folds (default 5) unless folds.csv says.")
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    """The network: a keras.applications backbone behind the log-mel frontend."""
+
+    backbone: str = option("DenseNet201", "A keras.applications model name.")
+    weights: str = option(
+        "imagenet", "imagenet, none, or a Keras weights file for the backbone.")
+    trainable: str = option(
+        "all",
+        "all: fine-tune everything; head: freeze the backbone; from:<block>: freeze the "
+        "backbone's layers before that block (e.g. from:conv4_block1 for DenseNet201).")
+    reinit_from: str | None = option(
+        None,
+        "Re-initialise the backbone from this block on, keeping the (pretrained) layers "
+        "before it.")
+    dropout: float = option(0.0, "Dropout before the output layer.")
+
+
+@dataclasses.dataclass
+class OptimConfig:
+    """The optimisation recipe (Adam with coupled L2, step decay, precise BN)."""
+
+    epochs: int = option(70, "Training epochs per fold.")
+    batch_size: int = option(
+        32, "Clips per step on each replica (GPU); the global batch is batch_size x replicas.")
+    learning_rate: float = option(
+        1e-4, "Adam's initial learning rate on one replica (see --lr_scaling).")
+    lr_scaling: str = option(
+        "linear",
+        "How the learning rate grows with the replicas (and so the global batch): linear "
+        "(x replicas, Goyal et al. 2017), sqrt (x sqrt(replicas), Malladi et al. 2022 for "
+        "Adam) or none.",
+        choices=("linear", "sqrt", "none"))
+    weight_decay: float = option(1e-3, "Coupled L2 weight decay (PyTorch Adam's weight_decay).")
+    lr_decay_epochs: int = option(
+        30, "Multiply the learning rate by --lr_decay_factor every this many epochs.")
+    lr_decay_factor: float = option(0.1, "Step decay factor of the learning rate.")
+    precise_bn: bool = option(
+        True, "Re-estimate BatchNorm statistics over the training folds before evaluating.")
+
+
+@dataclasses.dataclass
+class RayConfig:
+    """`--ray_*`: every model of the run as a task of a Ray cluster (`ray_runner`)."""
+
+    FLAG_PREFIX = "ray_"
+
+    address: str | None = option(
+        None,
+        "Train every model of the run (folds x runs) as a task of a Ray cluster: local (start "
+        "one on this machine), auto (the cluster this machine joined with `ray start`), "
+        "HOST:6379, or ray://HOST:10001. --model_dir and --data_dir must be storage every "
+        "node sees (shared file system or gs://). Needs pip install -e \".[ray]\".")
+    gpus_per_task: int | None = option(
+        None,
+        "With --ray_address: GPUs per model; a model uses all of them under MirroredStrategy "
+        "(default: 1 if the cluster has GPUs, else 0).")
+    cpus_per_task: int = option(
+        1, "With --ray_address: CPUs per model, also its TensorFlow intra-op threads.")
+    retries: int = option(
+        2,
+        "With --ray_address: times a model is retried after an error or a lost worker before "
+        "it is reported as failed (a NaN loss is never retried).")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything one `train.py` run depends on; defaults are the paper's recipe."""
+
+    data: DataConfig = group(DataConfig)
+    model: ModelConfig = group(ModelConfig)
+    optim: OptimConfig = group(OptimConfig)
+    augment: tuple[str, ...] = option(
+        ("paper",),
+        "none, or a comma list of: paper (random pitch shift of -2..2 semitones and time "
+        "stretch 0.9..1.2 on a copy of every clip), specaugment (masks), mixup.",
+        choices=(NO_AUGMENT, *AUGMENT_POLICIES))
+    folds: tuple[int, ...] = option((), "Folds to hold out, e.g. 1,3 (default: every fold).")
+    runs: int = option(1, "Models per fold, with different seeds (evaluate.py ensembles them).")
+    seed: int = option(0, "Random seed (fold k, run r use seed + 1000 (r - 1) + k).")
+    deterministic: bool = option(
+        False, "TensorFlow op determinism: bit-identical reruns on one machine.")
+    precision: str = option(
+        "float32",
+        "float32, or mixed: the backbone computes in float16 on GPUs and in bfloat16 on CPUs "
+        "with bfloat16 instructions (AVX512_BF16 or AMX), float32 elsewhere; the frontend, "
+        "the logits and the saved models stay float32.",
+        choices=("float32", "mixed"))
+    jit_compile: str = option(
+        "auto",
+        "XLA compilation of the training step: true, false, or auto "
+        "(on with one GPU; off on CPUs, with several GPUs and with --deterministic).",
+        choices=("auto", "true", "false"))
+    model_dir: str | None = option(
+        None, "Output directory (default: runs/<dataset>_<backbone>).")
+    verbose: int = option(
+        1, "Keras fit verbosity: 0 silent, 1 progress bar, 2 one line per epoch.")
+    ray: RayConfig = group(RayConfig)
+
+    def __post_init__(self):
+        self.augment = _policies(self.augment)
+        self.folds = tuple(int(k) for k in self.folds)
+        for flag, value, choices in _choice_values(self):
+            if value not in choices:
+                raise ConfigError(
+                    f"unknown --{flag}={value!r}; use one of {', '.join(choices)}")
+        if self.runs < 1:
+            raise ConfigError(f"--runs={self.runs} must be at least 1")
+
+    def resolved_model_dir(self):
+        """`--model_dir`, or `runs/<dataset>_<backbone>` by default."""
+        dataset = self.data.dataset.replace(CATALOG_PREFIX, "").replace("/", "_")
+        return self.model_dir or os.path.join("runs", f"{dataset}_{self.model.backbone}")
+
+    def to_flags(self):
+        """{flag name: value}, flat, as `run.json` records them (augment as "a,b")."""
+        return {name: _recorded(field, value) for name, field, value in _leaves(self)}
+
+    @classmethod
+    def from_flags(cls, values):
+        """A config from flat flag names (as in `run.json`); missing names keep defaults.
+
+        Names that are not options are ignored: `run.json` also records what the run
+        derived (its tasks, the resolved model_dir).
+        """
+
+        def build(group_cls, prefix=""):
+            kwargs = {}
+            for field in dataclasses.fields(group_cls):
+                if _is_group(field):
+                    nested = field.default_factory
+                    kwargs[field.name] = build(nested, getattr(nested, "FLAG_PREFIX", ""))
+                elif prefix + field.name in values:
+                    kwargs[field.name] = values[prefix + field.name]
+            return group_cls(**kwargs)
+
+        return build(cls)
+
+    def replace(self, **flag_values):
+        """A copy with some options changed, by flag name (`epochs=1`, `ray_address=...`)."""
+        unknown = sorted(set(flag_values) - set(self.to_flags()))
+        if unknown:
+            raise TypeError(f"no such option: {', '.join(unknown)}")
+        return TrainConfig.from_flags({**self.to_flags(), **flag_values})
+
+
+def _is_group(field):
+    return "help" not in field.metadata
+
+
+def _leaves(config):
+    """(flag name, field, value) of every option of `config`, in declaration order."""
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if _is_group(field):
+            prefix = getattr(type(value), "FLAG_PREFIX", "")
+            for name, leaf, leaf_value in _leaves(value):
+                yield prefix + name, leaf, leaf_value
+        else:
+            yield field.name, field, value
+
+
+def _choice_values(config):
+    for name, field, value in _leaves(config):
+        choices = field.metadata["choices"]
+        if choices:
+            for item in value if isinstance(value, tuple) else (value,):
+                yield name, item, choices
+
+
+def _policies(value):
+    """The augmentation policies of "paper,mixup", ("paper", "mixup") or "none"."""
+    items = value.split(",") if isinstance(value, str) else list(value)
+    items = [item.strip() for item in items if item.strip()]
+    return tuple(item for item in items if item != NO_AUGMENT)
+
+
+def _recorded(field, value):
+    """A value as run.json records it: policies as "paper,mixup" (or "none"), folds as a list."""
+    if field.name == "augment":
+        return ",".join(value) or NO_AUGMENT
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _element_type(field):
+    """The Python type of a field's values: str, int, float or bool (a tuple's elements)."""
+    args = [a for a in typing.get_args(field.type) if a is not type(None) and a is not Ellipsis]
+    return args[0] if args else field.type
+
+
+class _EnumListParser(flags.ListParser):
+    """A comma-separated list whose items are each one of `choices`."""
+
+    def __init__(self, choices):
+        super().__init__()
+        self.choices = choices
+
+    def parse(self, argument):
+        items = super().parse(argument)
+        bad = [item for item in items if item not in self.choices]
+        if bad:
+            raise ValueError(f"{bad[0]!r} is not one of {', '.join(self.choices)} "
+                             "(give a comma list, e.g. paper,mixup)")
+        return items
+
+    def flag_type(self):
+        return f"comma list of {'|'.join(self.choices)}"
+
+
+class _IntListParser(flags.ListParser):
+    """A comma-separated list of whole numbers, e.g. 1,3."""
+
+    def parse(self, argument):
+        items = super().parse(argument)
+        try:
+            return [int(item) for item in items]
+        except ValueError:
+            raise ValueError(f"{argument!r} must be whole numbers, e.g. 1,3") from None
+
+    def flag_type(self):
+        return "comma list of whole numbers"
+
+
+def define_flags(flag_values=flags.FLAGS):
+    """Defines one absl flag per option of `TrainConfig`, named as `to_flags` names them."""
+    for name, field, default in _leaves(TrainConfig()):
+        help_text, choices = field.metadata["help"], field.metadata["choices"]
+        kind = _element_type(field)
+        common = dict(flag_values=flag_values)
+        if isinstance(default, tuple):
+            parser = _EnumListParser(choices) if choices else _IntListParser()
+            flags.DEFINE(parser, name, _recorded(field, default), help_text,
+                         serializer=flags.CsvListSerializer(","), **common)
+        elif choices:
+            flags.DEFINE_enum(name, default, choices, help_text, **common)
+        elif kind is bool:
+            flags.DEFINE_boolean(name, default, help_text, **common)
+        else:
+            define = {str: flags.DEFINE_string, int: flags.DEFINE_integer,
+                      float: flags.DEFINE_float}[kind]
+            define(name, default, help_text, **common)
+
+
+def from_flag_values(flag_values=flags.FLAGS):
+    """The `TrainConfig` of parsed flags (see `define_flags`)."""
+    names = TrainConfig().to_flags()
+    return TrainConfig.from_flags({name: flag_values[name].value for name in names})

@@ -1,0 +1,145 @@
+"""A run directory: where `train.py` puts each model, what marks it finished, how to read it.
+
+The layout (docs/run_directory.md is the full specification):
+
+    <model_dir>/run.json            the run's flags (TrainConfig.to_flags), its tasks,
+                                    model_dir and data_dir; written before training
+    <model_dir>/summary.json, .md   per-model accuracy, failures, classes, versions
+    <model_dir>/<task>/             the model of a task ("fold3", "test") with --runs=1
+    <model_dir>/<task>/run<r>/      run r's model of the task with --runs > 1
+        model.keras, saved_model/   the model, as a Keras file and a serving SavedModel
+        history.csv, logs/          per-epoch metrics (CSVLogger) and TensorBoard logs
+        backup/                     the last completed epochs, while training
+        metrics.json                written last: its presence marks a finished model
+
+This module is the one place that knows these rules: the trainer writes through
+it, and `evaluate.py` (and anything else that asks "which models does this run
+have") reads through it. Every path may be any `tf.io.gfile` path (local, gs://,
+...); every file is written under a temporary name and renamed into place, so a
+reader never sees half of one.
+"""
+
+import json
+import os
+import re
+
+import tensorflow as tf
+
+from keras_audio_cnn.errors import UserError
+
+RUN_JSON = "run.json"
+SUMMARY_JSON = "summary.json"
+SUMMARY_MD = "summary.md"
+METRICS_JSON = "metrics.json"
+MODEL_KERAS = "model.keras"
+SAVED_MODEL = "saved_model"
+HISTORY_CSV = "history.csv"
+BACKUP = "backup"
+LOGS = "logs"
+_RUN = re.compile(r"run(\d+)$")
+
+
+class RunDirError(UserError):
+    """A directory that is not (or not yet) what train.py writes."""
+
+
+def job_location(model_dir, task_name, run_number, runs):
+    """(key, directory) of one model: `fold1`, `fold1/` alone; `fold1/run2`, `fold1/run2/`
+    among several runs."""
+    if runs == 1:
+        return task_name, os.path.join(model_dir, task_name)
+    key = f"{task_name}/run{run_number}"
+    return key, os.path.join(model_dir, task_name, f"run{run_number}")
+
+
+def read_metrics(run_dir):
+    """The metrics of a finished model (its `metrics.json`), or None if it is not finished."""
+    path = os.path.join(run_dir, METRICS_JSON)
+    return read_json(path) if tf.io.gfile.exists(path) else None
+
+
+def is_finished(run_dir):
+    return tf.io.gfile.exists(os.path.join(run_dir, METRICS_JSON))
+
+
+def model_directories(model_dir, task_name):
+    """Every directory train.py may have started for one task: `task/` or `task/run*/`."""
+    task_dir = os.path.join(model_dir, task_name)
+    if not tf.io.gfile.isdir(task_dir):
+        return []
+    names = [n.rstrip("/") for n in tf.io.gfile.listdir(task_dir)]  # gs:// adds "/"
+    runs = sorted((int(m.group(1)), n) for n in names if (m := _RUN.match(n)))
+    if not runs or is_finished(task_dir):
+        return [task_dir]
+    return [os.path.join(task_dir, n) for _, n in runs]
+
+
+def finished_models(model_dir, task_name):
+    """The directories of a task that hold a finished model (see `is_finished`)."""
+    return [d for d in model_directories(model_dir, task_name) if is_finished(d)]
+
+
+def unfinished_models(model_dir, task_name):
+    """Directories of a task that train.py started but did not finish (no metrics.json).
+
+    Whatever they hold (a backup, a `model.tmp.keras` or `saved_model.tmp` of a
+    killed export, even a `model.keras` whose export did not complete) is not a
+    finished model and is never loaded.
+    """
+    return [d for d in model_directories(model_dir, task_name) if not is_finished(d)]
+
+
+def read_run(model_dir):
+    """The flags a `train.py` run recorded in `model_dir/run.json`."""
+    if not tf.io.gfile.isdir(model_dir):
+        raise RunDirError(
+            f"--model_dir={model_dir} does not exist; pass a directory train.py wrote")
+    path = os.path.join(model_dir, RUN_JSON)
+    if not tf.io.gfile.exists(path):
+        raise RunDirError(
+            f"{model_dir} holds no train.py run (no {RUN_JSON}); pass the --model_dir "
+            "that train.py wrote, or train first: python train.py --model_dir=...")
+    return read_json(path)
+
+
+def publish(run_dir, name, write):
+    """Writes the output `name` of a model with `write(path)` at a temporary path, then
+    renames it into place (a file or a directory), replacing what was there."""
+    stem, extension = os.path.splitext(name)
+    temporary = os.path.join(run_dir, f"{stem}.tmp{extension}")
+    remove(temporary)  # a killed attempt's half output
+    write(temporary)
+    final = os.path.join(run_dir, name)
+    if tf.io.gfile.isdir(final):
+        tf.io.gfile.rmtree(final)
+    tf.io.gfile.rename(temporary, final, overwrite=True)
+
+
+def mark_finished(run_dir, metrics):
+    """Writes `metrics.json`, after every other output: the model is now finished."""
+    write_json(os.path.join(run_dir, METRICS_JSON), metrics)
+
+
+def write_text(path, text):
+    """Writes a text file atomically (temporary file, then rename)."""
+    temporary = path + ".tmp"
+    with tf.io.gfile.GFile(temporary, "w") as f:
+        f.write(text)
+    tf.io.gfile.rename(temporary, path, overwrite=True)
+
+
+def write_json(path, value):
+    write_text(path, json.dumps(value, indent=2) + "\n")
+
+
+def read_json(path):
+    with tf.io.gfile.GFile(path) as f:
+        return json.load(f)
+
+
+def remove(path):
+    """Deletes a file or directory tree if it exists."""
+    if tf.io.gfile.isdir(path):
+        tf.io.gfile.rmtree(path)
+    elif tf.io.gfile.exists(path):
+        tf.io.gfile.remove(path)
