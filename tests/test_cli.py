@@ -1,6 +1,5 @@
 """train.py and evaluate.py as a user runs them, on a generated ESC-50 archive."""
 
-import json
 import os
 import subprocess
 import sys
@@ -11,19 +10,7 @@ import pytest
 
 from tfds_builders.esc50 import fake_data
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLES = 220500
-
-
-def run_cli(script, *flags, check=True):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
-    result = subprocess.run(
-        [sys.executable, os.path.join(ROOT, script), *flags],
-        capture_output=True, text=True, env=env, cwd=ROOT, timeout=900,
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"{script} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    return result
 
 
 @pytest.fixture(scope="module")
@@ -37,12 +24,11 @@ def esc50_archive(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def trained(esc50_archive, tmp_path_factory):
+def trained(esc50_archive, tmp_path_factory, run_cli, tiny_model):
     work = tmp_path_factory.mktemp("run")
     data_dir, model_dir = str(work / "tfds"), str(work / "model")
     flags = [
-        "--dataset=esc50", "--backbone=MobileNetV3Small", "--weights=none", "--folds=1",
-        "--epochs=1", "--batch_size=8", "--verbose=2", f"--data_dir={data_dir}",
+        "--dataset=esc50", *tiny_model, "--folds=1", f"--data_dir={data_dir}",
         f"--manual_dir={esc50_archive}", f"--model_dir={model_dir}",
     ]
     result = run_cli("train.py", *flags)
@@ -50,12 +36,7 @@ def trained(esc50_archive, tmp_path_factory):
                 manual_dir=str(esc50_archive))
 
 
-def read_json(*parts):
-    with open(os.path.join(*parts)) as f:
-        return json.load(f)
-
-
-def test_train_writes_every_output_of_a_fold(trained):
+def test_train_writes_every_output_of_a_fold(trained, read_json):
     model_dir = trained["model_dir"]
     fold = os.path.join(model_dir, "fold1")
     for name in ("model.keras", "saved_model/saved_model.pb", "metrics.json", "history.csv"):
@@ -82,7 +63,32 @@ def test_train_writes_every_output_of_a_fold(trained):
         assert "mean +/- std" in f.read()
 
 
-def test_evaluate_reproduces_the_accuracy_train_wrote(trained):
+def spec_keys(section):
+    """The keys (first column, in backticks) of a table of docs/run_directory.md."""
+    with open(os.path.join(os.path.dirname(__file__), "..", "docs", "run_directory.md")) as f:
+        text = f.read()
+    table = text.split(f"\n## {section}\n", 1)[1].split("\n## ", 1)[0]
+    return {line.split("`")[1] for line in table.splitlines() if line.startswith("| `")}
+
+
+def test_the_run_directory_is_what_its_specification_says(trained, read_json):
+    """docs/run_directory.md is what readers of runs (evaluate.py) rely on: a change
+    of what train.py writes must change the specification (and its readers) too."""
+    from keras_audio_cnn import config
+
+    model_dir = trained["model_dir"]
+    fold = os.path.join(model_dir, "fold1")
+    files = {name + ("/" if os.path.isdir(os.path.join(fold, name)) else "")
+             for name in os.listdir(fold)}
+    assert {name.rstrip("/") for name in files} == spec_keys("A model's directory")
+    assert set(read_json(fold, "metrics.json")) == spec_keys("metrics.json")
+    assert set(read_json(model_dir, "summary.json")) == spec_keys("summary.json")
+    flags = set(config.TrainConfig().to_flags())
+    assert set(read_json(model_dir, "run.json")) == flags | spec_keys("run.json")
+    assert {"run.json", "summary.json", "summary.md", "fold1"} <= set(os.listdir(model_dir))
+
+
+def test_evaluate_reproduces_the_accuracy_train_wrote(trained, run_cli, read_json):
     result = run_cli("evaluate.py", f"--model_dir={trained['model_dir']}")
     evaluation = read_json(trained["model_dir"], "evaluation.json")
     metrics = read_json(trained["model_dir"], "fold1", "metrics.json")
@@ -126,47 +132,35 @@ def test_models_load_in_a_fresh_process_without_this_package(trained, tmp_path):
     )
 
 
-def test_rerunning_the_same_command_skips_a_finished_fold(trained):
+def test_rerunning_the_same_command_skips_a_finished_fold(trained, run_cli):
     before = os.path.getmtime(os.path.join(trained["model_dir"], "fold1", "model.keras"))
     result = run_cli("train.py", *trained["flags"])
     assert "fold1: already trained" in result.stdout
     assert os.path.getmtime(os.path.join(trained["model_dir"], "fold1", "model.keras")) == before
 
 
-def assert_one_line_error(result, program, *fragments):
-    assert result.returncode != 0
-    # TensorFlow's own start-up log lines may come first; ours is one line, last.
-    lines = [line for line in result.stderr.splitlines() if line.startswith(program)]
-    assert len(lines) == 1, result.stderr[-2000:]
-    assert result.stderr.strip().splitlines()[-1] == lines[0]
-    assert lines[0].startswith(f"{program}: error: ")
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    assert "Traceback" not in result.stderr
-
-
-def test_unknown_backbone(tmp_path):
+def test_unknown_backbone(tmp_path, run_cli, assert_one_line_error):
     result = run_cli("train.py", "--backbone=ResNet5O", f"--model_dir={tmp_path / 'm'}",
                      f"--data_dir={tmp_path / 'd'}", check=False)
     assert_one_line_error(result, "train.py", "ResNet5O", "DenseNet201")
     assert not os.path.exists(tmp_path / "m") and not os.path.exists(tmp_path / "d")
 
 
-def test_unknown_dataset(tmp_path):
+def test_unknown_dataset(tmp_path, run_cli, assert_one_line_error):
     result = run_cli("train.py", "--dataset=esc5O", f"--model_dir={tmp_path / 'm'}",
                      f"--data_dir={tmp_path / 'd'}", check=False)
     assert_one_line_error(result, "train.py", "esc5O", "esc50")
     assert not os.path.exists(tmp_path / "m") and not os.path.exists(tmp_path / "d")
 
 
-def test_fold_out_of_range(trained, tmp_path):
+def test_fold_out_of_range(trained, tmp_path, run_cli, assert_one_line_error):
     flags = [f for f in trained["flags"] if not f.startswith(("--folds", "--model_dir"))]
     result = run_cli("train.py", *flags, "--folds=6", f"--model_dir={tmp_path / 'm'}", check=False)
     assert_one_line_error(result, "train.py", "fold 6", "1..5")
     assert not os.path.exists(tmp_path / "m")
 
 
-def test_missing_manual_archive(tmp_path):
+def test_missing_manual_archive(tmp_path, run_cli, assert_one_line_error):
     manual = tmp_path / "manual"
     manual.mkdir()
     result = run_cli("train.py", f"--manual_dir={manual}", f"--data_dir={tmp_path / 'd'}",
@@ -176,7 +170,7 @@ def test_missing_manual_archive(tmp_path):
     assert not os.path.exists(tmp_path / "d") or not os.listdir(tmp_path / "d")
 
 
-def test_evaluate_empty_model_dir(tmp_path):
+def test_evaluate_empty_model_dir(tmp_path, run_cli, assert_one_line_error):
     (tmp_path / "m").mkdir()
     result = run_cli("evaluate.py", f"--model_dir={tmp_path / 'm'}", check=False)
     assert_one_line_error(result, "evaluate.py", str(tmp_path / "m"))

@@ -1,0 +1,78 @@
+"""The run directory's rules (docs/run_directory.md) on hand-made directories."""
+
+import json
+import os
+
+import pytest
+
+from keras_audio_cnn import rundir
+
+
+def make(root, *paths):
+    """Creates the files (ending in a name with a dot) and folders under root."""
+    for path in paths:
+        full = root / path
+        if "." in full.name:
+            full.parent.mkdir(parents=True, exist_ok=True)
+            full.write_text("{}")
+        else:
+            full.mkdir(parents=True, exist_ok=True)
+
+
+def test_a_model_is_finished_exactly_when_its_metrics_json_exists(tmp_path):
+    make(tmp_path, "fold1/metrics.json", "fold1/model.keras",
+         "fold2/model.keras", "fold2/backup/latest.weights.h5", "fold2/saved_model.tmp")
+    assert rundir.finished_models(str(tmp_path), "fold1") == [str(tmp_path / "fold1")]
+    assert rundir.unfinished_models(str(tmp_path), "fold1") == []
+    assert rundir.finished_models(str(tmp_path), "fold2") == []
+    assert rundir.unfinished_models(str(tmp_path), "fold2") == [str(tmp_path / "fold2")]
+    assert rundir.model_directories(str(tmp_path), "fold3") == []  # never started
+
+
+def test_runs_of_a_task_are_listed_in_numeric_order(tmp_path):
+    make(tmp_path, "fold1/run10/metrics.json", "fold1/run2/metrics.json", "fold1/run1",
+         "fold1/notes", "fold1/runaway/metrics.json")
+    task = str(tmp_path / "fold1")
+    assert rundir.model_directories(str(tmp_path), "fold1") == [
+        os.path.join(task, "run1"), os.path.join(task, "run2"), os.path.join(task, "run10")]
+    assert rundir.finished_models(str(tmp_path), "fold1") == [
+        os.path.join(task, "run2"), os.path.join(task, "run10")]
+    # A task directory with a metrics.json of its own is one model, whatever it holds.
+    make(tmp_path, "fold1/metrics.json")
+    assert rundir.finished_models(str(tmp_path), "fold1") == [task]
+
+
+@pytest.mark.parametrize("runs, expected", [
+    (1, [("fold3", "fold3")]),
+    (2, [("fold3/run1", "fold3/run1"), ("fold3/run2", "fold3/run2")]),
+])
+def test_job_locations(tmp_path, runs, expected):
+    found = [rundir.job_location(str(tmp_path), "fold3", r, runs) for r in range(1, runs + 1)]
+    assert found == [(key, str(tmp_path / path)) for key, path in expected]
+
+
+def test_publish_replaces_an_output_whole_and_leaves_no_temporary(tmp_path):
+    make(tmp_path, "saved_model/stale.txt", "saved_model.tmp/half.pb")
+
+    def write(path):
+        os.makedirs(path)
+        with open(os.path.join(path, "saved_model.pb"), "w") as f:
+            f.write("new")
+
+    rundir.publish(str(tmp_path), rundir.SAVED_MODEL, write)
+    assert sorted(os.listdir(tmp_path)) == ["saved_model"]
+    assert os.listdir(tmp_path / "saved_model") == ["saved_model.pb"]
+
+    rundir.publish(str(tmp_path), rundir.MODEL_KERAS,
+                   lambda path: open(path, "w").write("model"))
+    assert (tmp_path / "model.keras").read_text() == "model"
+    assert not (tmp_path / "model.tmp.keras").exists()
+
+
+def test_read_run_names_what_is_missing(tmp_path):
+    with pytest.raises(rundir.RunDirError, match="does not exist"):
+        rundir.read_run(str(tmp_path / "nothing"))
+    with pytest.raises(rundir.RunDirError, match=r"no train.py run \(no run.json\)"):
+        rundir.read_run(str(tmp_path))
+    (tmp_path / "run.json").write_text(json.dumps({"dataset": "esc50"}))
+    assert rundir.read_run(str(tmp_path)) == {"dataset": "esc50"}
