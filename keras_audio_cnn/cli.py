@@ -2,10 +2,10 @@
 
 import sys
 
-from keras_audio_cnn.audio_io import AudioDataError
 from keras_audio_cnn.evaluation import EvaluationError
 from keras_audio_cnn.model import ModelConfigError
 from keras_audio_cnn.training import RunError
+from tfds_builders.audio_io import AudioDataError
 
 USER_ERRORS = (AudioDataError, EvaluationError, ModelConfigError, RunError)
 

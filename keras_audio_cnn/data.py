@@ -22,7 +22,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 import tfds_builders
-from keras_audio_cnn.audio_io import AudioDataError
+from tfds_builders.audio_io import AudioDataError
 
 DATASETS = tfds_builders.DATASETS
 CATALOG_PREFIX = "tfds:"

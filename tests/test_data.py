@@ -9,7 +9,7 @@ import soundfile as sf
 import tensorflow_datasets as tfds
 
 from keras_audio_cnn import data
-from keras_audio_cnn.audio_io import AudioDataError
+from tfds_builders.audio_io import AudioDataError
 
 
 class FakeBuilder:

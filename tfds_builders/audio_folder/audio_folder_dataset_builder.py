@@ -28,8 +28,8 @@ import numpy as np
 import soundfile as sf
 import tensorflow_datasets as tfds
 
-from keras_audio_cnn.audio_io import AudioDataError, load_clip, one_line
 from tfds_builders import common
+from tfds_builders.audio_io import AudioDataError, load_clip, one_line
 
 DEFAULT_SAMPLE_RATE = 22050
 DEFAULT_NUM_FOLDS = 5

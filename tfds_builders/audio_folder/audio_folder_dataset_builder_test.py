@@ -20,9 +20,9 @@ import numpy as np
 import soundfile as sf
 import tensorflow_datasets as tfds
 
-from keras_audio_cnn.audio_io import AudioDataError
 from tfds_builders.audio_folder import audio_folder_dataset_builder as afb
 from tfds_builders.audio_folder import fake_data
+from tfds_builders.audio_io import AudioDataError
 
 _DUMMY_DATA = pathlib.Path(__file__).parent / "dummy_data"
 _RATE = 8000
