@@ -22,14 +22,11 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 import tfds_builders
-from tfds_builders.audio_io import AudioDataError
+from tfds_builders.audio_io import MAX_CLIP_SECONDS, AudioDataError
 
 DATASETS = tfds_builders.DATASETS
 CATALOG_PREFIX = "tfds:"
 _FOLD_SPLIT = re.compile(r"fold(\d+)$")
-# Catalog datasets without fixed-length clips are padded or cut to the longest
-# clip of their training data, at most this long.
-MAX_CLIP_SECONDS = 10.0
 _CATALOG_FOLDS = 5
 _FOLD_SEED = 0
 # The shuffle buffer holds decoded-size examples; bounding its bytes keeps memory

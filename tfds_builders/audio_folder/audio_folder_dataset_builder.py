@@ -29,12 +29,10 @@ import soundfile as sf
 import tensorflow_datasets as tfds
 
 from tfds_builders import common
-from tfds_builders.audio_io import AudioDataError, load_clip, one_line
+from tfds_builders.audio_io import MAX_CLIP_SECONDS, AudioDataError, load_clip, one_line
 
 DEFAULT_SAMPLE_RATE = 22050
 DEFAULT_NUM_FOLDS = 5
-# Without `clip_seconds` a clip is as long as the longest file, but at most this.
-MAX_DEFAULT_CLIP_SECONDS = 10.0
 # A file's last piece shorter than a clip becomes a zero-padded clip only if it
 # is at least this fraction of a clip (a file's first clip is always kept).
 MIN_TAIL_FRACTION = 0.5
@@ -224,9 +222,9 @@ def make_config(
     headers = {
         path: _read_header(root / path) for paths in paths_by_class.values() for path in paths
     }
-    if clip_seconds is None:
+    if clip_seconds is None:  # As long as the longest file, but at most MAX_CLIP_SECONDS.
         longest = max(-(-frames * sample_rate // rate) for frames, rate in headers.values())
-        num_samples = min(longest, round(MAX_DEFAULT_CLIP_SECONDS * sample_rate))
+        num_samples = min(longest, round(MAX_CLIP_SECONDS * sample_rate))
     else:
         num_samples = max(1, round(clip_seconds * sample_rate))
 
