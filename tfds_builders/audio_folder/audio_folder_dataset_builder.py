@@ -21,7 +21,6 @@ import json
 import math
 import pathlib
 import re
-import zlib
 
 from absl import logging
 import numpy as np
@@ -30,6 +29,7 @@ import tensorflow_datasets as tfds
 
 from tfds_builders import common
 from tfds_builders.audio_io import MAX_CLIP_SECONDS, AudioDataError, load_clip, one_line
+from tfds_builders.folds import stratified_folds
 
 DEFAULT_SAMPLE_RATE = 22050
 DEFAULT_NUM_FOLDS = 5
@@ -37,8 +37,6 @@ DEFAULT_NUM_FOLDS = 5
 # is at least this fraction of a clip (a file's first clip is always kept).
 MIN_TAIL_FRACTION = 0.5
 FOLDS_CSV = "folds.csv"
-# Seed of the per-class permutations of stratified folds.
-FOLD_SEED = 1234
 # Extensions read as audio (case-insensitive); MP3 only where libsndfile reads it.
 MP3_READABLE = "MP3" in sf.available_formats()
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg") + ((".mp3",) if MP3_READABLE else ())
@@ -234,7 +232,7 @@ def make_config(
         fold_source = FOLDS_CSV
         csv_digest = hashlib.sha256(csv_path.read_bytes()).hexdigest()
     else:
-        folds = stratified_folds(paths_by_class, num_folds)
+        folds = stratified_folds(paths_by_class, num_folds)  # {relative path: fold}
         fold_source = "stratified"
         csv_digest = None
         if len(folds) < num_folds:
@@ -300,26 +298,6 @@ def clip_starts(length, num_samples):
     full, tail = divmod(int(length), int(num_samples))
     count = full + (1 if tail >= MIN_TAIL_FRACTION * num_samples else 0)
     return [i * num_samples for i in range(max(count, 1))]
-
-
-def stratified_folds(paths_by_class, num_folds, seed=FOLD_SEED):
-    """Deterministic class-stratified folds: {relative path: fold in 1..num_folds}.
-
-    Classes are taken in sorted order; each class's sorted paths are permuted
-    with a generator seeded by `seed` and the class name, then dealt round-robin
-    to folds 1, 2, ..., the count carrying on from class to class, so each
-    class's files, and all files, are spread over the folds as evenly as counts
-    allow.
-    """
-    folds = {}
-    position = 0
-    for name in sorted(paths_by_class):
-        paths = sorted(paths_by_class[name])
-        rng = np.random.default_rng([seed, zlib.crc32(name.encode("utf-8"))])
-        for index in rng.permutation(len(paths)):
-            folds[paths[index]] = position % num_folds + 1
-            position += 1
-    return folds
 
 
 def _check_options(sample_rate, clip_seconds, num_folds):
