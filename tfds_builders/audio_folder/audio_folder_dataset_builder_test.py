@@ -14,6 +14,7 @@ import sys
 import tempfile
 import textwrap
 from unittest import mock
+import wave
 
 from absl.testing import parameterized
 import numpy as np
@@ -277,6 +278,88 @@ class FoldTest(_TestCase):
         (root / "folds.csv").write_text("file,fold\na/a_00.wav,1\n")
         with self.assertRaisesRegex(AudioDataError, r"lacks the column\(s\) filename"):
             afb.make_config(root, sample_rate=_RATE, num_folds=2)
+
+
+# A folder whose config names are pinned: 12 mono 16-bit WAV files, (relative
+# path, sample rate, frames), one over the 10 s cap, with fixed sizes and
+# modification times; plus a hidden and a non-audio file, which are ignored.
+_PINNED_FILES = (
+    ("bird/b0.wav", 2000, 900),
+    ("bird/b1.wav", 4000, 3000),
+    ("bird/field/b2.wav", 2000, 1500),
+    ("bird/field/b3.wav", 8000, 700),
+    ("cat/c0.wav", 2000, 21000),
+    ("cat/c1.wav", 2000, 400),
+    ("cat/c2.wav", 3000, 1200),
+    ("dog/d0.wav", 2000, 800),
+    ("dog/d1.wav", 2000, 1000),
+    ("dog/d2.wav", 2000, 1100),
+    ("dog/d3.wav", 2000, 1300),
+    ("dog/d4.wav", 2000, 600),
+)
+_PINNED_MTIME_NS = 1_700_000_000_123_456_789
+_PINNED_FOLDS_CSV = "filename,fold\n" + "".join(
+    f"{path},{1 + index % 2}\n" for index, (path, _, _) in enumerate(_PINNED_FILES)
+)
+
+
+def _write_pinned_folder(root):
+    for index, (relative, rate, frames) in enumerate(_PINNED_FILES):
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with wave.open(str(path), "wb") as out:
+            out.setnchannels(1)
+            out.setsampwidth(2)
+            out.setframerate(rate)
+            out.writeframes(np.full(frames, 100 * index, "<i2").tobytes())
+        os.utime(path, ns=(_PINNED_MTIME_NS, _PINNED_MTIME_NS + index * 1_000_003))
+    (root / "bird" / ".hidden.wav").write_bytes(b"ignored")
+    (root / "cat" / "notes.txt").write_text("ignored")
+
+
+class PinnedConfigTest(_TestCase):
+    """The same folder with the same options keeps its config name, hence its data.
+
+    Names, clip lengths and folds computed by the builder of commit 8506787, the
+    last before it was split into modules: prepared data and trained runs name
+    these configs. The name hashes the folder's absolute path, so the folder is
+    given relative to the working directory and `Path.resolve` keeps it so: the
+    hashed path is "recordings" wherever the test runs.
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.addCleanup(os.chdir, os.getcwd())
+        os.chdir(self._tmp())
+        _write_pinned_folder(pathlib.Path("recordings"))
+        resolve = mock.patch.object(pathlib.Path, "resolve", lambda path, strict=False: path)
+        resolve.start()
+        self.addCleanup(resolve.stop)
+
+    @parameterized.named_parameters(
+        ("stratified", {"sample_rate": 2000, "num_folds": 3}, False, "recordings-12fde3438422",
+         20000, "bird/b0.wav 3, bird/b1.wav 1, bird/field/b2.wav 2, bird/field/b3.wav 1, "
+         "cat/c0.wav 3, cat/c1.wav 1, cat/c2.wav 2, dog/d0.wav 2, dog/d1.wav 3, dog/d2.wav 1, "
+         "dog/d3.wav 3, dog/d4.wav 2"),
+        ("options", {"sample_rate": 4000, "clip_seconds": 0.25, "num_folds": 4}, False,
+         "recordings-81772d08cba6",
+         1000, "bird/b0.wav 3, bird/b1.wav 4, bird/field/b2.wav 2, bird/field/b3.wav 1, "
+         "cat/c0.wav 2, cat/c1.wav 3, cat/c2.wav 1, dog/d0.wav 4, dog/d1.wav 1, dog/d2.wav 2, "
+         "dog/d3.wav 4, dog/d4.wav 3"),
+        ("folds_csv", {"sample_rate": 2000, "num_folds": 2}, True, "recordings-66ab7696cdac",
+         20000, "bird/b0.wav 1, bird/b1.wav 2, bird/field/b2.wav 1, bird/field/b3.wav 2, "
+         "cat/c0.wav 1, cat/c1.wav 2, cat/c2.wav 1, dog/d0.wav 2, dog/d1.wav 1, dog/d2.wav 2, "
+         "dog/d3.wav 1, dog/d4.wav 2"),
+    )
+    def test_config_name_clip_length_and_folds_are_unchanged(
+        self, options, with_folds_csv, name, num_samples, folds
+    ):
+        if with_folds_csv:
+            pathlib.Path("recordings", "folds.csv").write_text(_PINNED_FOLDS_CSV)
+        config = afb.make_config("recordings", **options)
+        self.assertEqual(", ".join(f"{f.path} {f.fold}" for f in config.files), folds)
+        self.assertEqual(config.num_samples, num_samples)
+        self.assertEqual(config.name, name)
 
 
 class CacheTest(_TestCase):
