@@ -26,7 +26,8 @@ import tfds_builders
 import tfds_builders.folds
 from tfds_builders.audio_io import MAX_CLIP_SECONDS, AudioDataError
 
-DATASETS = tfds_builders.DATASETS
+# The catalog's builders, and the audio folder (made from --audio_dir, not by name).
+DATASETS = tuple(sorted(tfds_builders.DATASETS + ("audio_folder",)))
 CATALOG_PREFIX = "tfds:"
 _FOLD_SPLIT = re.compile(r"fold(\d+)$")
 # Carved folds are `tfds_builders.folds.stratified_folds` of the example indices
@@ -182,7 +183,7 @@ def make_builder(dataset, data_dir=None, *, audio_dir=None, sample_rate=None,
                  clip_seconds=None, num_folds=None):
     """The TFDS builder of a dataset name (`esc50`, `gtzan/fault_filtered`, `tfds:NAME`)."""
     if dataset == "audio_folder":
-        from tfds_builders.audio_folder import audio_folder_dataset_builder as folder
+        from tfds_builders.audio_folder import builder as folder
 
         options = {k: v for k, v in dict(
             sample_rate=sample_rate, clip_seconds=clip_seconds, num_folds=num_folds

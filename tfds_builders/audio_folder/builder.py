@@ -97,8 +97,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         if not isinstance(config, AudioFolderConfig):
             raise AudioDataError(
                 "the audio_folder dataset is made from a folder of recordings, not by name: "
-                "build it with tfds_builders.audio_folder.audio_folder_dataset_builder."
-                "make_builder(audio_dir)"
+                "build it with tfds_builders.audio_folder.builder.make_builder(audio_dir)"
             )
         super().__init__(config=config, **kwargs)
 

@@ -21,7 +21,7 @@ import numpy as np
 import soundfile as sf
 import tensorflow_datasets as tfds
 
-from tfds_builders.audio_folder import audio_folder_dataset_builder as afb
+from tfds_builders.audio_folder import builder as afb
 from tfds_builders.audio_folder import fake_data
 from tfds_builders.audio_io import AudioDataError
 
@@ -146,7 +146,7 @@ class PrepareTest(_TestCase):
     def test_a_fresh_process_reloads_names_and_splits(self):
         script = textwrap.dedent(f"""
             import json
-            from tfds_builders.audio_folder import audio_folder_dataset_builder as afb
+            from tfds_builders.audio_folder import builder as afb
             builder = afb.make_builder({str(self.audio_dir)!r}, sample_rate={_RATE},
                                        num_folds=3, data_dir={str(self.data_dir)!r})
             builder.download_and_prepare()
