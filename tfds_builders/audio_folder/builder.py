@@ -6,7 +6,8 @@ BuilderConfig: `make_builder(audio_dir, ...)` scans the folder and returns a
 folder's content and the options. TFDS stores each config under its own
 directory, `<data_dir>/audio_folder/<config name>/<version>/`, so an unchanged
 folder prepared again with the same options reuses its data, and a changed one
-is prepared anew.
+is prepared anew. Like TFDS's own `ImageFolder` it is not in the TFDS catalog:
+`tfds.builder("audio_folder")` does not know it.
 
     builder = make_builder("~/recordings", sample_rate=22050, num_folds=5)
     builder.download_and_prepare()
@@ -85,9 +86,11 @@ class AudioFolderConfig(tfds.core.BuilderConfig):
         }
 
 
-class Builder(tfds.core.GeneratorBasedBuilder):
+class Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     """DatasetBuilder for a folder of recordings; make it with `make_builder`."""
 
+    # Named explicitly: the name is the data's directory, <data_dir>/audio_folder/.
+    name = "audio_folder"
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {
         "1.0.0": "Initial release: one class per sub-folder, clips cut from long files, folds.",

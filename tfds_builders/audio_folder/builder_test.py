@@ -21,6 +21,7 @@ import numpy as np
 import soundfile as sf
 import tensorflow_datasets as tfds
 
+import tfds_builders  # Registers the catalog's builders.
 from tfds_builders.audio_folder import builder as afb
 from tfds_builders.audio_folder import fake_data
 from tfds_builders.audio_io import AudioDataError
@@ -68,6 +69,12 @@ class AudioFolderDummyDataTest(tfds.testing.DatasetBuilderTestCase):
 
     def _make_builder(self, config=None):
         return super()._make_builder(config=config or self.CONFIG)
+
+    def test_registered(self):
+        # TFDS's check is the opposite: like ImageFolder, this builder stays out of
+        # the catalog (see ErrorTest.test_not_in_the_tfds_catalog).
+        self.assertEqual(self.builder.name, "audio_folder")
+        self.assertNotIn("audio_folder", tfds.list_builders(with_community_datasets=False))
 
 
 class PrepareTest(_TestCase):
@@ -123,6 +130,11 @@ class PrepareTest(_TestCase):
             extensions.add(example["filename"].decode().rsplit(".", 1)[1])
         self.assertEqual(extensions, set(_FORMATS))
         self.assertEqual(self.builder.info.features["audio"].sample_rate, _RATE)
+
+    def test_data_dir_is_named_after_the_dataset_and_config(self):
+        config_name = self.builder.builder_config.name
+        self.assertEqual(pathlib.Path(self.builder.data_dir),
+                         self.data_dir / "audio_folder" / config_name / "1.0.0")
 
     def test_metadata_records_folder_and_options(self):
         metadata = self.builder.info.metadata
@@ -505,6 +517,11 @@ class ErrorTest(_TestCase):
     def test_builder_by_name_points_to_make_builder(self):
         with self.assertRaisesRegex(AudioDataError, r"make_builder\(audio_dir\)"):
             afb.Builder(data_dir=self.tmp)
+
+    def test_not_in_the_tfds_catalog(self):
+        self.assertNotIn("audio_folder", tfds_builders.DATASETS)
+        with self.assertRaisesRegex(tfds.core.registered.DatasetNotFoundError, "audio_folder"):
+            tfds.builder("audio_folder", data_dir=self.tmp)
 
 
 class FakeDataTest(_TestCase):
