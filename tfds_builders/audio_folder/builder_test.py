@@ -23,12 +23,12 @@ import tensorflow_datasets as tfds
 
 import tfds_builders  # Registers the catalog's builders.
 from tfds_builders.audio_folder import builder as afb
-from tfds_builders.audio_folder import fake_data
+from tfds_builders.audio_folder import clips, fake_data, scan
 from tfds_builders.audio_io import AudioDataError
 
 _DUMMY_DATA = pathlib.Path(__file__).parent / "dummy_data"
 _RATE = 8000
-_FORMATS = ("wav", "flac", "ogg") + (("mp3",) if afb.MP3_READABLE else ())
+_FORMATS = ("wav", "flac", "ogg") + (("mp3",) if scan.MP3_READABLE else ())
 
 
 def _examples(builder, split):
@@ -197,7 +197,7 @@ class ClipTest(_TestCase):
         (260, 100, [0, 100, 200]),
     )
     def test_clip_starts(self, length, num_samples, expected):
-        self.assertEqual(afb.clip_starts(length, num_samples), expected)
+        self.assertEqual(clips.clip_starts(length, num_samples), expected)
 
     def test_long_files_are_cut_into_clips_of_one_fold(self):
         root = self._tmp()
