@@ -1,9 +1,9 @@
 """Deterministic class-stratified folds, for datasets without official ones.
 
 The project's one fold assignment: the audio folder deals a user's files to
-folds with it (unless the folder's folds.csv gives them), and
-`keras_audio_cnn.data` carves folds out of a TFDS catalog dataset that has only
-a `train` split, dealing its example indices.
+folds with it (unless the folder's folds.csv gives them), and the trainer's
+data.py carves folds out of a TFDS catalog dataset that has only a `train`
+split, dealing its example indices.
 """
 
 import zlib
