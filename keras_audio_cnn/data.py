@@ -9,7 +9,8 @@ A dataset's protocol is a list of `Task`s, one model each:
 - builders with `train` and `test` splits (GTZAN `fault_filtered`, most catalog
   datasets): one task `test`, trained on `train`, validated on `valid` or
   `validation` when there is one, tested on `test`;
-- catalog datasets with only `train`: deterministic stratified folds over it.
+- catalog datasets with only `train`: deterministic stratified folds over it
+  (`tfds_builders.folds`).
 """
 
 import dataclasses
@@ -22,16 +23,16 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 import tfds_builders
-from keras_audio_cnn.audio_io import AudioDataError
+import tfds_builders.folds
+from tfds_builders.audio_io import MAX_CLIP_SECONDS, AudioDataError
 
-DATASETS = tfds_builders.DATASETS
+# The catalog's builders, and the audio folder (made from --audio_dir, not by name).
+DATASETS = tuple(sorted(tfds_builders.DATASETS + ("audio_folder",)))
 CATALOG_PREFIX = "tfds:"
 _FOLD_SPLIT = re.compile(r"fold(\d+)$")
-# Catalog datasets without fixed-length clips are padded or cut to the longest
-# clip of their training data, at most this long.
-MAX_CLIP_SECONDS = 10.0
+# Carved folds are `tfds_builders.folds.stratified_folds` of the example indices
+# with its fixed default seed (`tfds_builders.folds.SEED`), by class name.
 _CATALOG_FOLDS = 5
-_FOLD_SEED = 0
 # The shuffle buffer holds decoded-size examples; bounding its bytes keeps memory
 # flat whatever the dataset's size (2048 ESC-50 clips would take 900 MB). TFDS
 # writes examples in a fixed random order, so the buffer only needs to reshuffle
@@ -68,6 +69,9 @@ class Source:
     label_key: str = "label"
     # For carved folds: the fold number of every example of `train`, in order.
     fold_of_example: np.ndarray | None = None
+    # For carved folds: the assignment that made them, `tfds_builders.folds.FOLD_ASSIGNMENT`;
+    # None for datasets with their own folds or splits.
+    fold_assignment: str | None = None
     # Set by `detached`: where `reopened` finds the prepared data.
     prepared_dir: str | None = None
 
@@ -199,7 +203,7 @@ def make_builder(dataset, data_dir=None, *, audio_dir=None, sample_rate=None,
                  clip_seconds=None, num_folds=None):
     """The TFDS builder of a dataset name (`esc50`, `gtzan/fault_filtered`, `tfds:NAME`)."""
     if dataset == "audio_folder":
-        from tfds_builders.audio_folder import audio_folder_dataset_builder as folder
+        from tfds_builders.audio_folder import builder as folder
 
         options = {k: v for k, v in dict(
             sample_rate=sample_rate, clip_seconds=clip_seconds, num_folds=num_folds
@@ -235,19 +239,14 @@ def _supervised_keys(builder, dataset):
     return audio, label
 
 
-def stratified_folds(labels, num_folds, seed=_FOLD_SEED):
-    """Deterministic fold numbers 1..num_folds, balanced within every class."""
+def _carved_folds(labels, class_names, num_folds):
+    """The fold number (1..num_folds) of every example, from the examples' labels."""
     labels = np.asarray(labels)
-    folds = np.zeros(len(labels), dtype=np.int64)
-    rng = np.random.default_rng(seed)
-    offset = 0
-    for label in np.unique(labels):
-        members = np.flatnonzero(labels == label)
-        members = members[rng.permutation(len(members))]
-        # Continue the round robin across classes so small classes spread out.
-        folds[members] = (np.arange(len(members)) + offset) % num_folds + 1
-        offset += len(members)
-    return folds
+    indices_by_class = {
+        class_names[label]: np.flatnonzero(labels == label).tolist() for label in np.unique(labels)
+    }
+    fold_of = tfds_builders.folds.stratified_folds(indices_by_class, num_folds)
+    return np.array([fold_of[index] for index in range(len(labels))], dtype=np.int64)
 
 
 def protocol(builder):
@@ -319,7 +318,8 @@ def open_source(dataset, data_dir=None, manual_dir=None, *, audio_dir=None,
         source.num_samples = _longest_clip(source, tasks[0].train)
     if any(task.fold is not None for task in tasks):
         labels = _column(source, "train", label_key)
-        source.fold_of_example = stratified_folds(labels, len(tasks))
+        source.fold_of_example = _carved_folds(labels, source.class_names, len(tasks))
+        source.fold_assignment = tfds_builders.folds.FOLD_ASSIGNMENT
     return source
 
 

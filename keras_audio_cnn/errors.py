@@ -6,7 +6,7 @@ with status 1 (`cli.run_or_exit`); anything else is a bug and keeps its tracebac
 depend on nothing in this package.
 """
 
-from keras_audio_cnn.audio_io import AudioDataError, one_line
+from tfds_builders.audio_io import AudioDataError, one_line
 
 
 class UserError(ValueError):

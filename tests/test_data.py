@@ -5,9 +5,11 @@ from unittest import mock
 
 import numpy as np
 import pytest
+import tensorflow_datasets as tfds
 
 from keras_audio_cnn import data
-from keras_audio_cnn.audio_io import AudioDataError
+from tfds_builders import folds
+from tfds_builders.audio_io import AudioDataError
 
 
 class FakeBuilder:
@@ -37,16 +39,6 @@ def test_train_only_gives_carved_folds_and_no_split_is_an_error():
         data.protocol(FakeBuilder("extra"))
 
 
-def test_stratified_folds_are_balanced_and_deterministic():
-    labels = np.repeat(np.arange(4), [10, 20, 5, 7])
-    folds = data.stratified_folds(labels, 5)
-    assert set(folds) == {1, 2, 3, 4, 5}
-    for label, count in zip(range(4), [10, 20, 5, 7]):
-        per_fold = np.bincount(folds[labels == label], minlength=6)[1:]
-        assert per_fold.max() - per_fold.min() <= 1 and per_fold.sum() == count
-    np.testing.assert_array_equal(folds, data.stratified_folds(labels, 5))
-
-
 def test_unknown_dataset_is_refused_before_anything_is_written(tmp_path):
     with pytest.raises(AudioDataError, match="unknown dataset 'nope'.*esc50"):
         data.open_source("nope", str(tmp_path / "d"))
@@ -72,6 +64,13 @@ def test_catalog_dataset_takes_rate_and_length_from_its_features(spoken_digit):
 
 def test_catalog_train_only_dataset_gets_disjoint_stratified_folds(spoken_digit):
     assert [t.name for t in spoken_digit.tasks] == [f"fold{k}" for k in range(1, 6)]
+    assert spoken_digit.fold_assignment == folds.FOLD_ASSIGNMENT == "stratified-v2"
+    train = spoken_digit.builder.as_dataset(split="train", shuffle_files=False)
+    labels = np.array([example["label"] for example in tfds.as_numpy(train)])
+    indices = {str(d): np.flatnonzero(labels == d).tolist() for d in range(10)}
+    fold_of = folds.stratified_folds(indices, 5)
+    np.testing.assert_array_equal(spoken_digit.fold_of_example,
+                                  [fold_of[i] for i in range(len(labels))])
     everything = set()
     for task in spoken_digit.tasks:
         def clips(part):

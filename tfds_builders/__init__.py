@@ -4,6 +4,11 @@ Importing this package registers every builder with TFDS, so that
 `tfds.builder("esc50")` and `tfds.load("esc50", split="fold1")` work. A builder
 is the class `Builder` in `<name>/<name>_dataset_builder.py`; TFDS names the
 dataset after that module, which is its folder's name.
+
+`audio_folder/` is not in the catalog (as TFDS keeps its own `ImageFolder` out):
+it is made from a folder of recordings with `audio_folder.builder.make_builder`,
+so it is neither imported here nor listed in `DATASETS`. `audio_io` (decoding)
+and `folds` (stratified folds) serve all the builders.
 """
 
 import importlib

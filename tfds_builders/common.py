@@ -5,7 +5,7 @@ import numpy as np
 import requests
 import tensorflow_datasets as tfds
 
-from keras_audio_cnn.audio_io import AudioDataError, one_line
+from tfds_builders.audio_io import AudioDataError, one_line
 
 # Seconds to wait for a host before declaring the machine offline. TFDS's own
 # downloader retries 10 times with backoff (about 200 s on a machine without DNS).

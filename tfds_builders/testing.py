@@ -7,8 +7,8 @@ from unittest import mock
 import requests
 import tensorflow_datasets as tfds
 
-from keras_audio_cnn.audio_io import AudioDataError
 from tfds_builders import common
+from tfds_builders.audio_io import AudioDataError
 
 
 class ArchiveBuilderErrorTestCase(tfds.testing.TestCase):

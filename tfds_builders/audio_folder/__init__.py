@@ -1,1 +1,6 @@
-"""The user's own recordings (see README.md); build with `audio_folder_dataset_builder.make_builder`."""
+"""The user's own recordings (see README.md); build with `builder.make_builder`.
+
+Not in the TFDS catalog: nothing imports it by name, and its `Builder` is not
+registered. `builder` holds the `Builder`; the steps of making its config are
+`options`, `scan`, `folds_csv`, `clips` and `fingerprint`.
+"""

@@ -15,8 +15,8 @@ import numpy as np
 import soundfile as sf
 import tensorflow_datasets as tfds
 
-from keras_audio_cnn.audio_io import AudioDataError, load_clip
 from tfds_builders import common, testing
+from tfds_builders.audio_io import AudioDataError, load_clip
 from tfds_builders.esc50 import esc50_dataset_builder, fake_data
 
 _DUMMY_DATA = pathlib.Path(__file__).parent / "dummy_data"

@@ -8,8 +8,8 @@ from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
 
-from keras_audio_cnn.audio_io import AudioDataError, load_clip
 from tfds_builders import common
+from tfds_builders.audio_io import AudioDataError, load_clip
 
 SAMPLE_RATE = 22050
 NUM_SAMPLES = 30 * SAMPLE_RATE

@@ -17,6 +17,11 @@ import soundfile as sf
 # librosa >= 0.10 as a wheel, so this needs nothing outside PyPI.
 RESAMPLE_TYPE = "soxr_hq"
 
+# Clips have at most this many seconds where a dataset has no fixed clip length:
+# an audio folder without `clip_seconds`, or a TFDS catalog dataset with clips of
+# varying length, takes its longest clip's length, capped at this.
+MAX_CLIP_SECONDS = 10.0
+
 _INT16_SCALE = 32768.0
 
 

@@ -14,19 +14,21 @@ import sys
 import tempfile
 import textwrap
 from unittest import mock
+import wave
 
 from absl.testing import parameterized
 import numpy as np
 import soundfile as sf
 import tensorflow_datasets as tfds
 
-from keras_audio_cnn.audio_io import AudioDataError
-from tfds_builders.audio_folder import audio_folder_dataset_builder as afb
-from tfds_builders.audio_folder import fake_data
+import tfds_builders  # Registers the catalog's builders.
+from tfds_builders.audio_folder import builder as afb
+from tfds_builders.audio_folder import clips, fake_data, scan
+from tfds_builders.audio_io import AudioDataError
 
 _DUMMY_DATA = pathlib.Path(__file__).parent / "dummy_data"
 _RATE = 8000
-_FORMATS = ("wav", "flac", "ogg") + (("mp3",) if afb.MP3_READABLE else ())
+_FORMATS = ("wav", "flac", "ogg") + (("mp3",) if scan.MP3_READABLE else ())
 
 
 def _examples(builder, split):
@@ -67,6 +69,12 @@ class AudioFolderDummyDataTest(tfds.testing.DatasetBuilderTestCase):
 
     def _make_builder(self, config=None):
         return super()._make_builder(config=config or self.CONFIG)
+
+    def test_registered(self):
+        # TFDS's check is the opposite: like ImageFolder, this builder stays out of
+        # the catalog (see ErrorTest.test_not_in_the_tfds_catalog).
+        self.assertEqual(self.builder.name, "audio_folder")
+        self.assertNotIn("audio_folder", tfds.list_builders(with_community_datasets=False))
 
 
 class PrepareTest(_TestCase):
@@ -123,6 +131,11 @@ class PrepareTest(_TestCase):
         self.assertEqual(extensions, set(_FORMATS))
         self.assertEqual(self.builder.info.features["audio"].sample_rate, _RATE)
 
+    def test_data_dir_is_named_after_the_dataset_and_config(self):
+        config_name = self.builder.builder_config.name
+        self.assertEqual(pathlib.Path(self.builder.data_dir),
+                         self.data_dir / "audio_folder" / config_name / "1.0.0")
+
     def test_metadata_records_folder_and_options(self):
         metadata = self.builder.info.metadata
         self.assertEqual(metadata["audio_dir"], str(self.audio_dir.resolve()))
@@ -145,7 +158,7 @@ class PrepareTest(_TestCase):
     def test_a_fresh_process_reloads_names_and_splits(self):
         script = textwrap.dedent(f"""
             import json
-            from tfds_builders.audio_folder import audio_folder_dataset_builder as afb
+            from tfds_builders.audio_folder import builder as afb
             builder = afb.make_builder({str(self.audio_dir)!r}, sample_rate={_RATE},
                                        num_folds=3, data_dir={str(self.data_dir)!r})
             builder.download_and_prepare()
@@ -184,7 +197,7 @@ class ClipTest(_TestCase):
         (260, 100, [0, 100, 200]),
     )
     def test_clip_starts(self, length, num_samples, expected):
-        self.assertEqual(afb.clip_starts(length, num_samples), expected)
+        self.assertEqual(clips.clip_starts(length, num_samples), expected)
 
     def test_long_files_are_cut_into_clips_of_one_fold(self):
         root = self._tmp()
@@ -221,18 +234,6 @@ class FoldTest(_TestCase):
         return fake_data.write_fake_audio_folder(
             root, classes=classes, files_per_class=files_per_class, seconds=0.05, formats=("wav",)
         )
-
-    def test_stratified_folds_are_deterministic_and_balanced(self):
-        paths = {c: [f"{c}/{i}.wav" for i in range(n)] for c, n in (("a", 7), ("b", 5), ("c", 3))}
-        folds = afb.stratified_folds(paths, 5)
-        shuffled = {c: list(reversed(p)) for c, p in reversed(list(paths.items()))}
-        self.assertEqual(afb.stratified_folds(shuffled, 5), folds)
-        self.assertNotEqual(afb.stratified_folds(paths, 5, seed=1), folds)
-        overall = np.bincount(list(folds.values()), minlength=6)[1:]
-        self.assertLessEqual(overall.max() - overall.min(), 1)
-        for name, class_paths in paths.items():
-            counts = np.bincount([folds[p] for p in class_paths], minlength=6)[1:]
-            self.assertLessEqual(counts.max() - counts.min(), 1, name)
 
     def test_config_folds_are_stratified_and_repeatable(self):
         root = self._folder(files_per_class=4, classes=("a", "b", "c"))
@@ -289,6 +290,88 @@ class FoldTest(_TestCase):
         (root / "folds.csv").write_text("file,fold\na/a_00.wav,1\n")
         with self.assertRaisesRegex(AudioDataError, r"lacks the column\(s\) filename"):
             afb.make_config(root, sample_rate=_RATE, num_folds=2)
+
+
+# A folder whose config names are pinned: 12 mono 16-bit WAV files, (relative
+# path, sample rate, frames), one over the 10 s cap, with fixed sizes and
+# modification times; plus a hidden and a non-audio file, which are ignored.
+_PINNED_FILES = (
+    ("bird/b0.wav", 2000, 900),
+    ("bird/b1.wav", 4000, 3000),
+    ("bird/field/b2.wav", 2000, 1500),
+    ("bird/field/b3.wav", 8000, 700),
+    ("cat/c0.wav", 2000, 21000),
+    ("cat/c1.wav", 2000, 400),
+    ("cat/c2.wav", 3000, 1200),
+    ("dog/d0.wav", 2000, 800),
+    ("dog/d1.wav", 2000, 1000),
+    ("dog/d2.wav", 2000, 1100),
+    ("dog/d3.wav", 2000, 1300),
+    ("dog/d4.wav", 2000, 600),
+)
+_PINNED_MTIME_NS = 1_700_000_000_123_456_789
+_PINNED_FOLDS_CSV = "filename,fold\n" + "".join(
+    f"{path},{1 + index % 2}\n" for index, (path, _, _) in enumerate(_PINNED_FILES)
+)
+
+
+def _write_pinned_folder(root):
+    for index, (relative, rate, frames) in enumerate(_PINNED_FILES):
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with wave.open(str(path), "wb") as out:
+            out.setnchannels(1)
+            out.setsampwidth(2)
+            out.setframerate(rate)
+            out.writeframes(np.full(frames, 100 * index, "<i2").tobytes())
+        os.utime(path, ns=(_PINNED_MTIME_NS, _PINNED_MTIME_NS + index * 1_000_003))
+    (root / "bird" / ".hidden.wav").write_bytes(b"ignored")
+    (root / "cat" / "notes.txt").write_text("ignored")
+
+
+class PinnedConfigTest(_TestCase):
+    """The same folder with the same options keeps its config name, hence its data.
+
+    Names, clip lengths and folds computed by the builder of commit 8506787, the
+    last before it was split into modules: prepared data and trained runs name
+    these configs. The name hashes the folder's absolute path, so the folder is
+    given relative to the working directory and `Path.resolve` keeps it so: the
+    hashed path is "recordings" wherever the test runs.
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.addCleanup(os.chdir, os.getcwd())
+        os.chdir(self._tmp())
+        _write_pinned_folder(pathlib.Path("recordings"))
+        resolve = mock.patch.object(pathlib.Path, "resolve", lambda path, strict=False: path)
+        resolve.start()
+        self.addCleanup(resolve.stop)
+
+    @parameterized.named_parameters(
+        ("stratified", {"sample_rate": 2000, "num_folds": 3}, False, "recordings-12fde3438422",
+         20000, "bird/b0.wav 3, bird/b1.wav 1, bird/field/b2.wav 2, bird/field/b3.wav 1, "
+         "cat/c0.wav 3, cat/c1.wav 1, cat/c2.wav 2, dog/d0.wav 2, dog/d1.wav 3, dog/d2.wav 1, "
+         "dog/d3.wav 3, dog/d4.wav 2"),
+        ("options", {"sample_rate": 4000, "clip_seconds": 0.25, "num_folds": 4}, False,
+         "recordings-81772d08cba6",
+         1000, "bird/b0.wav 3, bird/b1.wav 4, bird/field/b2.wav 2, bird/field/b3.wav 1, "
+         "cat/c0.wav 2, cat/c1.wav 3, cat/c2.wav 1, dog/d0.wav 4, dog/d1.wav 1, dog/d2.wav 2, "
+         "dog/d3.wav 4, dog/d4.wav 3"),
+        ("folds_csv", {"sample_rate": 2000, "num_folds": 2}, True, "recordings-66ab7696cdac",
+         20000, "bird/b0.wav 1, bird/b1.wav 2, bird/field/b2.wav 1, bird/field/b3.wav 2, "
+         "cat/c0.wav 1, cat/c1.wav 2, cat/c2.wav 1, dog/d0.wav 2, dog/d1.wav 1, dog/d2.wav 2, "
+         "dog/d3.wav 1, dog/d4.wav 2"),
+    )
+    def test_config_name_clip_length_and_folds_are_unchanged(
+        self, options, with_folds_csv, name, num_samples, folds
+    ):
+        if with_folds_csv:
+            pathlib.Path("recordings", "folds.csv").write_text(_PINNED_FOLDS_CSV)
+        config = afb.make_config("recordings", **options)
+        self.assertEqual(", ".join(f"{f.path} {f.fold}" for f in config.files), folds)
+        self.assertEqual(config.num_samples, num_samples)
+        self.assertEqual(config.name, name)
 
 
 class CacheTest(_TestCase):
@@ -434,6 +517,11 @@ class ErrorTest(_TestCase):
     def test_builder_by_name_points_to_make_builder(self):
         with self.assertRaisesRegex(AudioDataError, r"make_builder\(audio_dir\)"):
             afb.Builder(data_dir=self.tmp)
+
+    def test_not_in_the_tfds_catalog(self):
+        self.assertNotIn("audio_folder", tfds_builders.DATASETS)
+        with self.assertRaisesRegex(tfds.core.registered.DatasetNotFoundError, "audio_folder"):
+            tfds.builder("audio_folder", data_dir=self.tmp)
 
 
 class FakeDataTest(_TestCase):
