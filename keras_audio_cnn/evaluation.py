@@ -21,8 +21,9 @@ from keras_audio_cnn import data, fused_batch_norm, metrics, rundir
 from keras_audio_cnn.errors import EvaluationError
 
 
-def _check_held_out(run_dir, model_metrics, task, class_names):
+def _check_held_out(run_dir, model_metrics, task, source):
     """Refuses a model that was not trained for exactly this task, or on other classes."""
+    class_names = source.class_names
     trained = (model_metrics.get("task"), model_metrics.get("train_split"),
                model_metrics.get("test_split"), model_metrics.get("carved_fold"))
     expected = (task.name, task.train, task.test, task.fold)
@@ -31,6 +32,15 @@ def _check_held_out(run_dir, model_metrics, task, class_names):
             f"{run_dir} was trained on {trained[1]!r} and held out {trained[2]!r} "
             f"(fold {trained[3]}), not this task's {task.train!r} / {task.test!r}; "
             "it would be tested on clips it trained on"
+        )
+    if task.fold is not None and model_metrics.get("fold_assignment") != source.fold_assignment:
+        # Folds carved out of a `train` split are dealt by tfds_builders.folds; a model
+        # whose folds were dealt another way held out other clips than this fold's.
+        raise EvaluationError(
+            f"{run_dir} was trained on folds of {task.train!r} dealt by "
+            f"{model_metrics.get('fold_assignment') or 'an earlier version'}, not by "
+            f"{source.fold_assignment} as this version deals them; its fold {task.fold} "
+            "would hold clips it trained on: retrain it (rerun train.py in a new --model_dir)"
         )
     if model_metrics.get("class_names") != class_names:
         raise EvaluationError(
@@ -101,7 +111,7 @@ def _evaluate_task(task, members, model_dirs, source, test_ds):
     labels = metrics.labels_of(test_ds)
     run_accuracy, probabilities, histories, first_model = {}, [], {}, None
     for model_dir, run_dir in members:
-        _check_held_out(run_dir, rundir.read_metrics(run_dir), task, names)
+        _check_held_out(run_dir, rundir.read_metrics(run_dir), task, source)
         model = tf.keras.models.load_model(os.path.join(run_dir, rundir.MODEL_KERAS))
         fused_batch_norm.use_fused_kernels(model)  # speed only: same probabilities
         first_model = first_model or model

@@ -187,7 +187,8 @@ def train_model(config, source, job, strategy, settings=None):
     metrics = metrics_lib.evaluate(model, data.test, len(source.class_names))
     task = job.task
     metrics.update(task=task.name, train_split=task.train, test_split=task.test,
-                   valid_split=task.valid, carved_fold=task.fold, seed=job.seed,
+                   valid_split=task.valid, carved_fold=task.fold,
+                   fold_assignment=source.fold_assignment, seed=job.seed,
                    precise_bn_layers=bn_layers, class_names=source.class_names,
                    replicas=replicas, batch_size_per_replica=optim.batch_size,
                    global_batch_size=optim.batch_size * replicas,

@@ -1,11 +1,13 @@
 """Every dataset through train.py and evaluate.py, each with its own protocol."""
 
+import json
 import os
 
 import pytest
 import tensorflow as tf
 
 from keras_audio_cnn import data
+from tfds_builders import folds
 from tfds_builders.audio_folder import fake_data as folder_fake
 from tfds_builders.gtzan import fake_data as gtzan_fake
 from tfds_builders.gtzan import gtzan_dataset_builder
@@ -114,17 +116,27 @@ def test_audio_folder_end_to_end_with_cache(tmp_path, train_and_evaluate, read_j
     assert len(os.listdir(tmp_path / "tfds" / "audio_folder")) == 2
 
 
-def test_tfds_catalog_dataset_end_to_end(tmp_path, train_and_evaluate, read_json,
-                                         prepare_fake_spoken_digit):
+def test_tfds_catalog_dataset_end_to_end(tmp_path, train_and_evaluate, read_json, run_cli,
+                                         assert_one_line_error, prepare_fake_spoken_digit):
     # Prepared here with its download mocked; the CLIs then find it prepared.
     prepare_fake_spoken_digit(tmp_path / "fsdd", tmp_path / "tfds")
-    model_dir, summary, _ = train_and_evaluate("--dataset=tfds:spoken_digit", "--folds=2",
-                                               evaluate=False)
+    model_dir, summary, _ = train_and_evaluate("--dataset=tfds:spoken_digit", "--folds=2")
     assert list(summary["accuracy"]) == ["fold2"]
     assert summary["sample_rate"] == 8000 and summary["class_names"][0] == "0"
-    metrics = read_json(model_dir, "fold2", "metrics.json")
+    path = os.path.join(model_dir, "fold2", "metrics.json")
+    metrics = read_json(path)
     assert (metrics["train_split"], metrics["carved_fold"], metrics["num_examples"]) == (
         "train", 2, 10)
+    assert metrics["fold_assignment"] == folds.FOLD_ASSIGNMENT
+
+    # A model whose folds were dealt another way (as before tfds_builders.folds) held
+    # out other clips: evaluating it on this fold 2 would test it on its training data.
+    del metrics["fold_assignment"]
+    with open(path, "w") as f:
+        json.dump(metrics, f)
+    result = run_cli("evaluate.py", f"--model_dir={model_dir}", check=False)
+    assert_one_line_error(result, "evaluate.py", "fold2", "dealt by an earlier version",
+                          "retrain it")
 
 
 def _filenames(builder, split):
