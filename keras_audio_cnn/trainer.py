@@ -190,6 +190,7 @@ def train_model(config, source, job, strategy, settings=None):
                    valid_split=task.valid, carved_fold=task.fold,
                    fold_assignment=source.fold_assignment, seed=job.seed,
                    precise_bn_layers=bn_layers, class_names=source.class_names,
+                   sample_rate=source.sample_rate, num_samples=source.num_samples,
                    replicas=replicas, batch_size_per_replica=optim.batch_size,
                    global_batch_size=optim.batch_size * replicas,
                    learning_rate=learning_rate, lr_scaling=optim.lr_scaling,
