@@ -4,10 +4,11 @@ import sys
 
 from keras_audio_cnn.audio_io import AudioDataError
 from keras_audio_cnn.evaluation import EvaluationError
+from keras_audio_cnn.frontend import ClipSettingsError
 from keras_audio_cnn.model import ModelConfigError
 from keras_audio_cnn.training import RunError
 
-USER_ERRORS = (AudioDataError, EvaluationError, ModelConfigError, RunError)
+USER_ERRORS = (AudioDataError, ClipSettingsError, EvaluationError, ModelConfigError, RunError)
 
 
 def run_or_exit(program, fn, *args, **kwargs):
