@@ -41,6 +41,8 @@ MIN_POWER = 1e-6
 # MIN_POWER (-60 dB) and above by the clip's energy (< +80 dB for |x| <= 1 and a
 # 4410-point FFT), so this value never clips and each clip stands alone.
 TOP_DB = 1000.0
+# The name of the layer whose output is the image (the frontend's last layer).
+IMAGE_LAYER = "logmel_image"
 
 
 class ClipSettingsError(ValueError):
@@ -132,6 +134,27 @@ def resize_matrix(input_frames, output_frames):
     return np.transpose(keras.ops.convert_to_numpy(resized)[0, :, :, 0])
 
 
+def mel_spectrogram_layer(sample_rate, window, hop, name=None):
+    """The `keras.layers.MelSpectrogram` of one channel (window and hop in samples)."""
+    return keras.layers.MelSpectrogram(
+        fft_length=fft_length(sample_rate),
+        sequence_stride=hop,
+        sequence_length=window,
+        window="hann",
+        sampling_rate=sample_rate,
+        num_mel_bins=NUM_MEL_BINS,
+        min_freq=0.0,
+        max_freq=sample_rate / 2,
+        power_to_db=True,
+        top_db=TOP_DB,
+        mag_exp=2.0,
+        min_power=MIN_POWER,
+        ref_power=1.0,
+        name=name,
+        dtype="float32",
+    )
+
+
 def log_mel_image(waveform, sample_rate, num_samples):
     """Applies the frontend layers to a `[batch, num_samples]` waveform tensor.
 
@@ -149,23 +172,7 @@ def log_mel_image(waveform, sample_rate, num_samples):
     unsized = None
     channels = []
     for name, window, hop in channel_settings(sample_rate):
-        mel = keras.layers.MelSpectrogram(
-            fft_length=fft,
-            sequence_stride=hop,
-            sequence_length=window,
-            window="hann",
-            sampling_rate=sample_rate,
-            num_mel_bins=bands,
-            min_freq=0.0,
-            max_freq=sample_rate / 2,
-            power_to_db=True,
-            top_db=TOP_DB,
-            mag_exp=2.0,
-            min_power=MIN_POWER,
-            ref_power=1.0,
-            name=name,
-            dtype="float32",
-        )
+        mel = mel_spectrogram_layer(sample_rate, window, hop, name)
         input_frames = spectrogram_frames(num_samples, fft, hop)
         if mel.compute_output_shape(waveform.shape)[-1] == input_frames:
             spectrogram = mel(waveform)  # [batch, bands, time]
@@ -189,7 +196,7 @@ def log_mel_image(waveform, sample_rate, num_samples):
             (bands, frames, 1), name=f"{name}_image", dtype="float32"
         )(spectrogram)
         channels.append(spectrogram)
-    return keras.layers.Concatenate(axis=-1, name="logmel_image", dtype="float32")(channels)
+    return keras.layers.Concatenate(axis=-1, name=IMAGE_LAYER, dtype="float32")(channels)
 
 
 def build_frontend(sample_rate, num_samples):
