@@ -7,8 +7,9 @@ kernel takes power-of-two lengths only: 4410 points at 44.1 kHz, 800 at 8 kHz
 are not), and tf2onnx refuses `Real`/`Imag` consumers of an `RFFT`.
 
 Here the same image is computed with the DFT written as matrix products, split
-Cooley-Tukey style into two small dense DFTs (`fft_length = n1 * n2`, e.g.
-4410 = 210 x 21 for the 25 ms window), which is exact up to float32 rounding and
+Cooley-Tukey style into two small dense DFTs (`fft_length = n1 * n2`, at
+44.1 kHz 4410 = 126 x 35, one split for all three channels so that they share
+its larger constants), which is exact up to float32 rounding and
 needs only MirrorPad, Pad, StridedSlice, Reshape, Transpose, Concatenation,
 Mul, Add, BatchMatMul/FullyConnected, Maximum, Log and Div: TFLite builtins that
 tf2onnx converts too. A prime FFT length gets one dense DFT matrix (n2 = 1).
@@ -81,16 +82,25 @@ class _DftPlan:
         return first + second + self.bins * mel_bins
 
     @classmethod
-    def best(cls, fft_length, window_length, dense=False):
-        """The split with the fewest multiply-adds (n1 = fft_length: a dense DFT)."""
-        if dense:
-            return cls(fft_length, window_length, fft_length)
-        plans = [
-            cls(fft_length, window_length, n1)
-            for n1 in range(2, fft_length + 1)
-            if fft_length % n1 == 0
+    def shared(cls, fft_length, windows_and_frames, dense=False):
+        """One split for every channel: the fewest multiply-adds over all their frames.
+
+        The channels share one FFT length, so with one `n1` they share the
+        second matrices and the mel matrix (the larger constants) too.
+        `n1 = fft_length` is a dense DFT: the only split of a prime length.
+        """
+        candidates = [fft_length] if dense else [
+            n1 for n1 in range(2, fft_length + 1) if fft_length % n1 == 0
         ]
-        return min(plans, key=lambda plan: plan.multiply_adds())
+
+        def work(n1):
+            return sum(
+                frames * cls(fft_length, window, n1).multiply_adds()
+                for window, frames in windows_and_frames
+            )
+
+        n1 = min(candidates, key=work)
+        return [cls(fft_length, window, n1) for window, _ in windows_and_frames]
 
     def first_matrix(self):
         """`[rows, 2 j]`: cos and -sin of the `n1`-point DFT over the kept rows."""
@@ -170,10 +180,18 @@ class PortableLogMelImage(keras.layers.Layer):
         self.sample_rate, self.num_samples, self.dense = sample_rate, num_samples, dense
         bands, self.frames, _ = frontend.image_shape(sample_rate, num_samples)
         self.fft_length = frontend.fft_length(sample_rate)
+        settings = [
+            (window, hop, frontend.spectrogram_frames(num_samples, self.fft_length, hop))
+            for _, window, hop in frontend.channel_settings(sample_rate)
+        ]
+        plans = _DftPlan.shared(
+            self.fft_length, [(window, time) for window, _, time in settings], dense
+        )
+        # Shared by the channels (one constant each in the converted graph).
+        self.second = None if plans[0].dense else plans[0].second_matrices().astype("float32")
+        self.mel = _mel_matrix(sample_rate, plans[0]).astype("float32")
         self.channels = []
-        for _, window, hop in frontend.channel_settings(sample_rate):
-            plan = _DftPlan.best(self.fft_length, window, dense)
-            time = frontend.spectrogram_frames(num_samples, self.fft_length, hop)
+        for plan, (window, hop, time) in zip(plans, settings):
             segment = plan.rows * plan.n2
             # The periodic Hann window keras.ops.stft uses, zero-padded to the frame.
             window_in_frame = np.zeros(self.fft_length, "float32")
@@ -190,8 +208,6 @@ class PortableLogMelImage(keras.layers.Layer):
                     shifts=_ceil_div(segment, hop),
                     window=window_in_frame[start : start + segment],
                     first=plan.first_matrix().astype("float32"),
-                    second=None if plan.dense else plan.second_matrices().astype("float32"),
-                    mel=_mel_matrix(sample_rate, plan).astype("float32"),
                     resize=frontend.resize_matrix(time, self.frames),
                 )
             )
@@ -211,7 +227,7 @@ class PortableLogMelImage(keras.layers.Layer):
         )
         return keras.ops.reshape(frames[:, :, : channel["segment"]], (-1, channel["segment"]))
 
-    def _power(self, frames, channel):
+    def _power(self, frames, channel, second):
         """`[batch * time, bins]`: |DFT|^2 of windowed frames, in the plan's layout."""
         plan = channel["plan"]
         frames = keras.ops.reshape(frames * channel["window"], (-1, plan.rows, plan.n2))
@@ -226,7 +242,7 @@ class PortableLogMelImage(keras.layers.Layer):
             keras.ops.transpose(first, (3, 0, 2, 1)), (plan.j, -1, 2 * plan.n2)
         )
         # Step 4: [j, batch * time, 4 k2]: Re of 2 k2 bins, then their Im.
-        spectrum = keras.ops.square(keras.ops.matmul(first, channel["second"]))
+        spectrum = keras.ops.square(keras.ops.matmul(first, second))
         power = spectrum[:, :, : 2 * plan.k2] + spectrum[:, :, 2 * plan.k2 :]
         return keras.ops.reshape(keras.ops.transpose(power, (1, 0, 2)), (-1, plan.bins))
 
@@ -234,10 +250,13 @@ class PortableLogMelImage(keras.layers.Layer):
         waveforms = keras.ops.cast(waveforms, "float32")
         half_fft = self.fft_length // 2
         padded = keras.ops.pad(waveforms, [[0, 0], [half_fft, half_fft]], mode="reflect")
+        # One tensor per shared constant, so the converted graph holds it once.
+        second = None if self.second is None else keras.ops.convert_to_tensor(self.second)
+        mel_matrix = keras.ops.convert_to_tensor(self.mel)
         images = []
         for channel in self.channels:
-            power = self._power(self._frames(padded, channel), channel)
-            mel = keras.ops.matmul(power, channel["mel"])  # [batch * time, bands]
+            power = self._power(self._frames(padded, channel), channel, second)
+            mel = keras.ops.matmul(power, mel_matrix)  # [batch * time, bands]
             decibels = 10.0 * keras.ops.log10(keras.ops.maximum(mel, frontend.MIN_POWER))
             decibels = keras.ops.reshape(decibels, (-1, channel["time"], self.bands))
             # [batch, bands, time] @ [time, frames], as the frontend's Dense does.
