@@ -8,7 +8,9 @@ largest probability difference of a MobileNetV3Small classifier (BatchNorm
 statistics calibrated on the clips, so its outputs depend on them) in Keras,
 LiteRT/TFLite and, where tf2onnx and onnxruntime import, ONNX Runtime; the
 .tflite sizes; and the latency per clip of each frontend alone, as the median
-of interleaved single-clip trials with the min and max beside it.
+of interleaved single-clip trials with the min and max beside it. --dense
+measures the frontend with one dense DFT matrix instead (the classifier keeps
+the split DFT).
 """
 
 import os

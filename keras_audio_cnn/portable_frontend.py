@@ -11,7 +11,7 @@ Cooley-Tukey style into two small dense DFTs (`fft_length = n1 * n2`, at
 44.1 kHz 4410 = 126 x 35, one split for all three channels so that they share
 its larger constants), which is exact up to float32 rounding and
 needs only MirrorPad, Pad, StridedSlice, Reshape, Transpose, Concatenation,
-Mul, Add, BatchMatMul/FullyConnected, Maximum, Log and Div: TFLite builtins that
+Mul, Square, Add, BatchMatMul/FullyConnected, Maximum, Log and Div: TFLite builtins that
 tf2onnx converts too. A prime FFT length gets one dense DFT matrix (n2 = 1).
 
 For each channel (window `w`, hop `s`, FFT length `N`, `T` frames):
@@ -21,9 +21,10 @@ For each channel (window `w`, hop `s`, FFT length `N`, `T` frames):
    the signal cut into hops (only the `F` samples of the frame holding the
    window: the rest of the `N` is the window's zero padding);
 2. multiply by the periodic Hann window, as `keras.ops.stft` does;
-3. frame sample `n = n2_len * a + b` (`a < n1`, `b < n2`): the real input gives
-   the `n1`-point DFTs over `a` for the `n1 // 2 + 1` non-negative frequencies `j`
-   only (the others are their complex conjugates), one matrix product;
+3. frame sample `n = n2 * a + b` (`a < n1`, `b < n2`): one matrix product
+   gives the `n1`-point DFTs over `a` (only the rows `a` the window overlaps)
+   for the `n1 // 2 + 1` non-negative frequencies `j` only: the input is real,
+   so the others are their complex conjugates;
 4. for each `j`, one product with an `[2 n2, 4 k2]` matrix gives the bins
    `k = j + n1 * k2` and `k = (n1 - j) + n1 * k2` (twiddle factors and the
    conjugate symmetry folded in), for every `k2` with `k <= N // 2`;
@@ -313,11 +314,16 @@ def portable_model(model, sample_rate=None, num_samples=None):
     return keras.Model(waveform, outputs, name=f"{model.name}_portable")
 
 
+def _inference_function(model, batch_size):
+    """The model's inference call traced for `[batch_size, num_samples]` waveforms."""
+    signature = tf.TensorSpec([batch_size, model.input_shape[-1]], tf.float32, name="waveform")
+    function = tf.function(lambda waveform: model(waveform, training=False), autograph=False)
+    return function.get_concrete_function(signature)
+
+
 def to_tflite(model, batch_size=1):
     """Converts a (portable) waveform model to a `.tflite` flatbuffer, builtin ops only."""
-    signature = tf.TensorSpec([batch_size, model.input_shape[-1]], tf.float32, name="waveform")
-    function = tf.function(lambda waveform: model(waveform, training=False))
-    concrete = function.get_concrete_function(signature)
+    concrete = _inference_function(model, batch_size)
     # Not `from_concrete_functions([concrete], model)`: with the Keras 3 model as
     # its trackable object, TF 2.21 froze garbage into BatchNorm constants (NaN
     # outputs of MobileNetV3Small, values off by 1e18 for one Conv2D+BatchNorm).
@@ -338,9 +344,7 @@ def to_onnx(model, opset=17):
         convert_variables_to_constants_v2,
     )
 
-    signature = tf.TensorSpec([None, model.input_shape[-1]], tf.float32, name="waveform")
-    function = tf.function(lambda waveform: model(waveform, training=False))
-    frozen = convert_variables_to_constants_v2(function.get_concrete_function(signature))
+    frozen = convert_variables_to_constants_v2(_inference_function(model, None))
     proto, _ = tf2onnx.convert.from_graph_def(
         frozen.graph.as_graph_def(),
         input_names=[tensor.name for tensor in frozen.inputs],
