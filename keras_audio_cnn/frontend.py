@@ -25,6 +25,8 @@ Differences from the reference librosa code, all inside the model:
 import keras
 import numpy as np
 
+from keras_audio_cnn.errors import UserError
+
 WINDOWS_MS = (25, 50, 100)
 HOPS_MS = (10, 25, 50)
 FFT_MS = 100
@@ -41,6 +43,12 @@ MIN_POWER = 1e-6
 # MIN_POWER (-60 dB) and above by the clip's energy (< +80 dB for |x| <= 1 and a
 # 4410-point FFT), so this value never clips and each clip stands alone.
 TOP_DB = 1000.0
+# The name of the layer whose output is the image (the frontend's last layer).
+IMAGE_LAYER = "logmel_image"
+
+
+class ClipSettingsError(UserError):
+    """A sample rate or clip length the frontend cannot compute an image for."""
 
 
 def _samples(milliseconds, sample_rate):
@@ -48,8 +56,66 @@ def _samples(milliseconds, sample_rate):
     return int(round(milliseconds * sample_rate / 1000))
 
 
+def check_clip(sample_rate, num_samples):
+    """Raises `ClipSettingsError` unless the frontend works for these settings.
+
+    Every window and hop must be at least one sample (sample rates above 50 Hz),
+    and a clip must be longer than half the FFT (50 ms): `keras.ops.stft` centres
+    frames by reflect-padding `fft_length // 2` samples at each end, which needs
+    more samples than that to reflect.
+    """
+    if not sample_rate > 0:
+        raise ClipSettingsError(f"the sample rate must be positive: got {sample_rate!r}")
+    if min(_samples(ms, sample_rate) for ms in WINDOWS_MS + HOPS_MS) < 1:
+        raise ClipSettingsError(
+            f"a sample rate of {sample_rate} Hz gives a window or hop of 0 samples "
+            f"(windows {WINDOWS_MS} ms, hops {HOPS_MS} ms); use a rate above 50 Hz"
+        )
+    if int(num_samples) != num_samples:
+        raise ClipSettingsError(
+            f"a clip length must be a whole number of samples: got {num_samples!r}"
+        )
+    half_fft = fft_length(sample_rate) // 2
+    if num_samples <= half_fft:
+        raise ClipSettingsError(
+            f"clips of {num_samples} samples at {sample_rate} Hz are too short for the "
+            f"log-mel frontend: they need more than {half_fft} samples (half the "
+            f"{FFT_MS} ms FFT, reflected at each end to centre the frames)"
+        )
+
+
+def fft_length(sample_rate):
+    """The FFT length, in samples, of every channel: `FFT_MS` rounded."""
+    return _samples(FFT_MS, sample_rate)
+
+
+def spectrogram_frames(num_samples, fft_length, hop):
+    """The number of frames `keras.ops.stft(..., center=True)` really gives.
+
+    It pads `fft_length // 2` samples at each end and takes a window of
+    `fft_length` samples every `hop` samples: `1 + num_samples // hop` frames for
+    an even FFT length, `1 + (num_samples - 1) // hop` for an odd one.
+    (`keras.layers.MelSpectrogram.compute_output_shape` says
+    `(num_samples + hop + 1) // hop`, one or two more for some lengths.)
+    """
+    return 1 + (num_samples + 2 * (fft_length // 2) - fft_length) // hop
+
+
+def channel_settings(sample_rate):
+    """`(name, window, hop)` of each image channel, window and hop in samples."""
+    return [
+        (f"logmel_{window_ms}ms", _samples(window_ms, sample_rate), _samples(hop_ms, sample_rate))
+        for window_ms, hop_ms in zip(WINDOWS_MS, HOPS_MS)
+    ]
+
+
 def image_shape(sample_rate, num_samples):
-    """The (mel bands, time frames, channels) shape of the spectrogram image."""
+    """The (mel bands, time frames, channels) shape of the spectrogram image.
+
+    Raises `ClipSettingsError` for settings the frontend cannot compute (see
+    `check_clip`). Clips shorter than 1.5 s are stretched to `MIN_FRAMES` frames.
+    """
+    check_clip(sample_rate, num_samples)
     frames = max(MIN_FRAMES, int(round(num_samples / sample_rate * FRAMES_PER_SECOND)))
     return (NUM_MEL_BINS, frames, len(WINDOWS_MS))
 
@@ -70,6 +136,27 @@ def resize_matrix(input_frames, output_frames):
     return np.transpose(keras.ops.convert_to_numpy(resized)[0, :, :, 0])
 
 
+def mel_spectrogram_layer(sample_rate, window, hop, name=None):
+    """The `keras.layers.MelSpectrogram` of one channel (window and hop in samples)."""
+    return keras.layers.MelSpectrogram(
+        fft_length=fft_length(sample_rate),
+        sequence_stride=hop,
+        sequence_length=window,
+        window="hann",
+        sampling_rate=sample_rate,
+        num_mel_bins=NUM_MEL_BINS,
+        min_freq=0.0,
+        max_freq=sample_rate / 2,
+        power_to_db=True,
+        top_db=TOP_DB,
+        mag_exp=2.0,
+        min_power=MIN_POWER,
+        ref_power=1.0,
+        name=name,
+        dtype="float32",
+    )
+
+
 def log_mel_image(waveform, sample_rate, num_samples):
     """Applies the frontend layers to a `[batch, num_samples]` waveform tensor.
 
@@ -83,42 +170,40 @@ def log_mel_image(waveform, sample_rate, num_samples):
         channel i computed with window `WINDOWS_MS[i]` and hop `HOPS_MS[i]`.
     """
     bands, frames, _ = image_shape(sample_rate, num_samples)
-    fft_length = _samples(FFT_MS, sample_rate)
+    fft = fft_length(sample_rate)
+    unsized = None
     channels = []
-    for window_ms, hop_ms in zip(WINDOWS_MS, HOPS_MS):
-        name = f"logmel_{window_ms}ms"
-        spectrogram = keras.layers.MelSpectrogram(
-            fft_length=fft_length,
-            sequence_stride=_samples(hop_ms, sample_rate),
-            sequence_length=_samples(window_ms, sample_rate),
-            window="hann",
-            sampling_rate=sample_rate,
-            num_mel_bins=bands,
-            min_freq=0.0,
-            max_freq=sample_rate / 2,
-            power_to_db=True,
-            top_db=TOP_DB,
-            mag_exp=2.0,
-            min_power=MIN_POWER,
-            ref_power=1.0,
-            name=name,
-            dtype="float32",
-        )(waveform)  # [batch, bands, time]
+    for name, window, hop in channel_settings(sample_rate):
+        mel = mel_spectrogram_layer(sample_rate, window, hop, name)
+        input_frames = spectrogram_frames(num_samples, fft, hop)
+        if mel.compute_output_shape(waveform.shape)[-1] == input_frames:
+            spectrogram = mel(waveform)  # [batch, bands, time]
+        else:
+            # For these lengths the layer's symbolic time axis is longer than what
+            # it computes; give it a waveform of unknown length instead, so its
+            # symbolic output has an unknown time axis that the resizing fixes.
+            # (Models of the other lengths stay as they always were.)
+            if unsized is None:
+                unsized = keras.layers.Reshape(
+                    (None,), name="waveform_any_length", dtype="float32"
+                )(waveform)
+            spectrogram = mel(unsized)
         resize = keras.layers.Dense(
             frames, use_bias=False, trainable=False, name=f"{name}_resized", dtype="float32"
         )
-        resize.build(spectrogram.shape)
-        resize.kernel.assign(resize_matrix(spectrogram.shape[-1], frames))
+        resize.build((None, bands, input_frames))
+        resize.kernel.assign(resize_matrix(input_frames, frames))
         spectrogram = resize(spectrogram)
         spectrogram = keras.layers.Reshape(
             (bands, frames, 1), name=f"{name}_image", dtype="float32"
         )(spectrogram)
         channels.append(spectrogram)
-    return keras.layers.Concatenate(axis=-1, name="logmel_image", dtype="float32")(channels)
+    return keras.layers.Concatenate(axis=-1, name=IMAGE_LAYER, dtype="float32")(channels)
 
 
 def build_frontend(sample_rate, num_samples):
     """A model from waveforms `[batch, num_samples]` to log-mel images."""
+    check_clip(sample_rate, num_samples)
     waveform = keras.Input(shape=(num_samples,), name="waveform")
     image = log_mel_image(waveform, sample_rate, num_samples)
     return keras.Model(waveform, image, name="frontend")

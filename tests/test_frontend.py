@@ -105,3 +105,116 @@ def test_image_equals_the_reference_librosa_and_pil_image(esc50_frontend, tone):
         # The resizing filters (TF's antialiased bilinear, PIL's bilinear) agree to
         # a few hundredths of a dB; 0.1 dB is the bound the benchmark states.
         np.testing.assert_allclose(ours, expected, atol=0.1)
+
+
+# Clip lengths: every sample rate the datasets use, and lengths whose frame count
+# `keras.layers.MelSpectrogram.compute_output_shape` gets wrong (one short of a
+# multiple of a hop; a multiple of a hop with an odd FFT length, 22.05 kHz).
+RATES = (8000, 16000, 22050, 44100, 48000)
+
+
+def shortest_clip(sample_rate):
+    return frontend.fft_length(sample_rate) // 2 + 1
+
+
+@pytest.mark.parametrize("sample_rate", RATES)
+def test_frame_count_is_what_the_stft_gives_for_every_residue_of_every_hop(sample_rate):
+    # The resizing is built for `spectrogram_frames` input frames; it must be what
+    # the STFT of the MelSpectrogram layers computes, whatever the clip length.
+    # `keras.ops.stft` with a layer's own settings is what the layer runs.
+    model = frontend.build_frontend(sample_rate, shortest_clip(sample_rate))
+    for name, _, hop in frontend.channel_settings(sample_rate):
+        mel = model.get_layer(name)
+        frames = tf.function(
+            lambda x, mel=mel: tf.shape(
+                keras.ops.stft(x, mel.sequence_length, mel.sequence_stride, mel.fft_length,
+                               window=mel.window, center=True)[0]
+            )[-2],
+            input_signature=[tf.TensorSpec([1, None], tf.float32)],
+        )
+        base = shortest_clip(sample_rate)
+        for length in range(base, base + hop):  # every residue modulo the hop
+            expected = frontend.spectrogram_frames(length, mel.fft_length, hop)
+            assert int(frames(tf.zeros([1, length]))) == expected, (name, length)
+
+
+def risky_lengths(sample_rate):
+    """Lengths near every multiple of each hop: residues 0, 1, hop-2 and hop-1."""
+    lengths = set()
+    base = shortest_clip(sample_rate)
+    for _, _, hop in frontend.channel_settings(sample_rate):
+        multiple = -(-base // hop) * hop + hop
+        lengths.update(multiple + offset for offset in (-2, -1, 0, 1))
+    return sorted(lengths)
+
+
+def assert_frontend_runs(sample_rate, num_samples):
+    model = frontend.build_frontend(sample_rate, num_samples)
+    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    every_output = keras.Model(model.input, [layer.output for layer in layers])
+    rng = np.random.default_rng(num_samples)
+    waveforms = rng.uniform(-0.5, 0.5, (2, num_samples)).astype("float32")
+    outputs = every_output(waveforms)
+    for layer, output in zip(layers, outputs):
+        # The symbolic shape of every layer agrees with what it computes (an
+        # unknown length agrees with any).
+        symbolic = layer.output.shape
+        assert len(symbolic) == len(output.shape), layer.name
+        for known, real in zip(symbolic[1:], output.shape[1:]):
+            assert known in (None, real), (layer.name, symbolic, output.shape)
+    image = keras.ops.convert_to_numpy(outputs[-1])
+    assert image.shape == (2, *frontend.image_shape(sample_rate, num_samples))
+    assert np.all(np.isfinite(image))
+
+
+@pytest.mark.parametrize("sample_rate", RATES)
+def test_every_clip_length_near_a_multiple_of_a_hop_builds_and_runs(sample_rate):
+    for num_samples in risky_lengths(sample_rate):
+        assert_frontend_runs(sample_rate, num_samples)
+
+
+@pytest.mark.parametrize(
+    "sample_rate, num_samples",
+    [
+        (44100, 44000),
+        (16000, 15999),
+        (44100, 220499),  # ESC-50 less one sample
+        (22050, 80 * 1102),  # odd FFT length (2205), a multiple of the 50 ms hop
+        (100, 500),  # a hop of one sample
+        (51, 60),  # the lowest rate: one-sample windows and hops, a 5-point FFT
+    ],
+)
+def test_clip_lengths_that_used_to_crash_give_the_image(sample_rate, num_samples):
+    assert_frontend_runs(sample_rate, num_samples)
+
+
+def test_a_clip_length_that_used_to_crash_saves_and_loads_with_built_in_layers(tmp_path):
+    model = frontend.build_frontend(16000, 15999)
+    waveform = np.random.default_rng(0).uniform(-0.5, 0.5, (1, 15999)).astype("float32")
+    model.save(tmp_path / "frontend.keras")
+    loaded = keras.saving.load_model(tmp_path / "frontend.keras", safe_mode=True)
+    assert {type(layer).__module__.split(".")[0] for layer in loaded.layers} == {"keras"}
+    np.testing.assert_array_equal(loaded(waveform), model(waveform))
+
+
+def test_the_shortest_clip_is_stretched_to_the_narrowest_image():
+    num_samples = shortest_clip(8000)  # 401 samples, 50 ms
+    assert frontend.image_shape(8000, num_samples) == (128, frontend.MIN_FRAMES, 3)
+    assert_frontend_runs(8000, num_samples)
+
+
+@pytest.mark.parametrize(
+    "sample_rate, num_samples, message",
+    [
+        (44100, 441, "more than 2205 samples"),  # 10 ms: nothing to reflect-pad with
+        (8000, 400, "more than 400 samples"),
+        (50, 1000, "gives a window or hop of 0 samples"),
+        (0, 1000, "must be positive"),
+        (16000, 1600.5, "whole number of samples"),
+    ],
+)
+def test_impossible_settings_are_one_clear_error(sample_rate, num_samples, message):
+    with pytest.raises(frontend.ClipSettingsError, match=message):
+        frontend.image_shape(sample_rate, num_samples)
+    with pytest.raises(frontend.ClipSettingsError, match=message):
+        frontend.build_frontend(sample_rate, num_samples)
