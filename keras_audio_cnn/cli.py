@@ -1,5 +1,6 @@
 """What the command-line entry points share: errors a user can fix are one line."""
 
+import errno
 import sys
 
 from absl import flags
@@ -21,8 +22,14 @@ def flags_parser(program):
 
 
 def run_or_exit(program, fn, *args, **kwargs):
-    """Calls `fn`; a user-fixable error exits with status 1 and one line."""
+    """Calls `fn`; a user-fixable error, or a full disk, exits with status 1 and one line."""
     try:
         return fn(*args, **kwargs)
     except USER_ERRORS as error:
         sys.exit(f"{program}: error: {one_line(error)}")
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        where = f" writing {error.filename}" if error.filename else ""
+        sys.exit(f"{program}: error: no space left on the device{where}; free some space, "
+                 "then rerun the same command (a train.py run resumes where it stopped)")

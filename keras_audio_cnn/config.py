@@ -17,6 +17,8 @@ This module imports neither TensorFlow nor Keras: flags parse in milliseconds.
 """
 
 import dataclasses
+import functools
+import math
 import os
 import typing
 
@@ -29,9 +31,52 @@ AUGMENT_POLICIES = ("paper", "specaugment", "mixup")
 NO_AUGMENT = "none"
 
 
-def option(default, help, *, choices=None):
-    """A config field with its help text; `choices` makes it an enum flag."""
-    return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """The values a numeric option takes: finite, within [low, high] (ends open or not)."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def __contains__(self, value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        if not math.isfinite(value):
+            return False
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or (value < self.high if self.high_open else value <= self.high)
+
+    def describe(self, kind=float):
+        """E.g. "a whole number of at least 1", "a finite number above 0 and below 1"."""
+        parts = []
+        if self.low is not None:
+            parts.append(f"{'above' if self.low_open else 'at least'} {_number(self.low)}")
+        if self.high is not None:
+            parts.append(f"{'below' if self.high_open else 'at most'} {_number(self.high)}")
+        what = "a whole number of" if kind is int else "a finite number"
+        return f"{what} {' and '.join(parts)}" if parts else what
+
+
+def _number(x):
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+AT_LEAST_0, AT_LEAST_1, ABOVE_0 = Range(0), Range(1), Range(0, low_open=True)
+
+
+def option(default, help, *, choices=None, valid=None, changes_models=True):
+    """A config field with its help text.
+
+    `choices` makes it an enum flag; `valid` (a `Range`) bounds a number (None, where
+    it is the default, means "not set"); `changes_models=False` marks an option that
+    cannot change a trained model (where and how verbosely a run works), so a rerun
+    into the same --model_dir may change it.
+    """
+    return dataclasses.field(default=default, metadata={
+        "help": help, "choices": choices, "valid": valid, "changes_models": changes_models})
 
 
 def group(cls):
@@ -48,17 +93,21 @@ class DataConfig:
         "esc50, urbansound8k, gtzan (gtzan/fault_filtered), audio_folder (with --audio_dir), "
         "or tfds:NAME for a TFDS catalog audio dataset.")
     data_dir: str | None = option(
-        None, "TFDS data directory (default: TFDS's, ~/tensorflow_datasets).")
+        None, "TFDS data directory (default: TFDS's, ~/tensorflow_datasets).",
+        changes_models=False)
     manual_dir: str | None = option(
-        None, "Directory holding the dataset's archive for offline preparation.")
+        None, "Directory holding the dataset's archive for offline preparation.",
+        changes_models=False)
     audio_dir: str | None = option(
         None, "audio_folder: a folder with one sub-folder of audio files per class.")
     sample_rate: int | None = option(
-        None, "audio_folder: sample rate to resample to (default 22050).")
+        None, "audio_folder: sample rate to resample to (default 22050).", valid=AT_LEAST_1)
     clip_seconds: float | None = option(
-        None, "audio_folder: clip length (default: the longest file, at most 10 s).")
+        None, "audio_folder: clip length (default: the longest file, at most 10 s).",
+        valid=ABOVE_0)
     num_folds: int | None = option(
-        None, "audio_folder: number of stratified folds (default 5) unless folds.csv says.")
+        None, "audio_folder: number of stratified folds (default 5) unless folds.csv says.",
+        valid=Range(2))
 
 
 @dataclasses.dataclass
@@ -76,28 +125,33 @@ class ModelConfig:
         None,
         "Re-initialise the backbone from this block on, keeping the (pretrained) layers "
         "before it.")
-    dropout: float = option(0.0, "Dropout before the output layer.")
+    dropout: float = option(0.0, "Dropout before the output layer.",
+                            valid=Range(0, 1, high_open=True))
 
 
 @dataclasses.dataclass
 class OptimConfig:
     """The optimisation recipe (Adam with coupled L2, step decay, precise BN)."""
 
-    epochs: int = option(70, "Training epochs per fold.")
+    epochs: int = option(70, "Training epochs per fold.", valid=AT_LEAST_1)
     batch_size: int = option(
-        32, "Clips per step on each replica (GPU); the global batch is batch_size x replicas.")
+        32, "Clips per step on each replica (GPU); the global batch is batch_size x replicas.",
+        valid=AT_LEAST_1)
     learning_rate: float = option(
-        1e-4, "Adam's initial learning rate on one replica (see --lr_scaling).")
+        1e-4, "Adam's initial learning rate on one replica (see --lr_scaling).", valid=ABOVE_0)
     lr_scaling: str = option(
         "linear",
         "How the learning rate grows with the replicas (and so the global batch): linear "
         "(x replicas, Goyal et al. 2017), sqrt (x sqrt(replicas), Malladi et al. 2022 for "
         "Adam) or none.",
         choices=("linear", "sqrt", "none"))
-    weight_decay: float = option(1e-3, "Coupled L2 weight decay (PyTorch Adam's weight_decay).")
+    weight_decay: float = option(
+        1e-3, "Coupled L2 weight decay (PyTorch Adam's weight_decay).", valid=AT_LEAST_0)
     lr_decay_epochs: int = option(
-        30, "Multiply the learning rate by --lr_decay_factor every this many epochs.")
-    lr_decay_factor: float = option(0.1, "Step decay factor of the learning rate.")
+        30, "Multiply the learning rate by --lr_decay_factor every this many epochs.",
+        valid=AT_LEAST_1)
+    lr_decay_factor: float = option(0.1, "Step decay factor of the learning rate.",
+                                    valid=ABOVE_0)
     precise_bn: bool = option(
         True, "Re-estimate BatchNorm statistics over the training folds before evaluating.")
 
@@ -113,17 +167,19 @@ class RayConfig:
         "Train every model of the run (folds x runs) as a task of a Ray cluster: local (start "
         "one on this machine), auto (the cluster this machine joined with `ray start`), "
         "HOST:6379, or ray://HOST:10001. --model_dir and --data_dir must be storage every "
-        "node sees (shared file system or gs://). Needs pip install -e \".[ray]\".")
+        "node sees (shared file system or gs://). Needs pip install -e \".[ray]\".",
+        changes_models=False)
     gpus_per_task: int | None = option(
         None,
         "With --ray_address: GPUs per model; a model uses all of them under MirroredStrategy "
-        "(default: 1 if the cluster has GPUs, else 0).")
+        "(default: 1 if the cluster has GPUs, else 0).", valid=AT_LEAST_0, changes_models=False)
     cpus_per_task: int = option(
-        1, "With --ray_address: CPUs per model, also its TensorFlow intra-op threads.")
+        1, "With --ray_address: CPUs per model, also its TensorFlow intra-op threads.",
+        valid=AT_LEAST_1, changes_models=False)
     retries: int = option(
         2,
         "With --ray_address: times a model is retried after an error or a lost worker before "
-        "it is reported as failed (a NaN loss is never retried).")
+        "it is reported as failed (a NaN loss is never retried).", valid=AT_LEAST_0, changes_models=False)
 
 
 @dataclasses.dataclass
@@ -138,9 +194,13 @@ class TrainConfig:
         "none, or a comma list of: paper (random pitch shift of -2..2 semitones and time "
         "stretch 0.9..1.2 on a copy of every clip), specaugment (masks), mixup.",
         choices=(NO_AUGMENT, *AUGMENT_POLICIES))
-    folds: tuple[int, ...] = option((), "Folds to hold out, e.g. 1,3 (default: every fold).")
-    runs: int = option(1, "Models per fold, with different seeds (evaluate.py ensembles them).")
-    seed: int = option(0, "Random seed (fold k, run r use seed + 1000 (r - 1) + k).")
+    folds: tuple[int, ...] = option(
+        (), "Folds to hold out, e.g. 1,3 (default: every fold); a rerun into the same "
+        "--model_dir adds folds to the run.", valid=AT_LEAST_1, changes_models=False)
+    runs: int = option(1, "Models per fold, with different seeds (evaluate.py ensembles them).",
+                       valid=AT_LEAST_1)
+    seed: int = option(0, "Random seed (fold k, run r use seed + 1000 (r - 1) + k).",
+                       valid=Range(0, 2**31 - 1))  # numpy and TensorFlow seeds
     deterministic: bool = option(
         False, "TensorFlow op determinism: bit-identical reruns on one machine.")
     precision: str = option(
@@ -155,20 +215,24 @@ class TrainConfig:
         "(on with one GPU; off on CPUs, with several GPUs and with --deterministic).",
         choices=("auto", "true", "false"))
     model_dir: str | None = option(
-        None, "Output directory (default: runs/<dataset>_<backbone>).")
+        None, "Output directory (default: runs/<dataset>_<backbone>).", changes_models=False)
+    overwrite: bool = option(
+        False, "Delete what an earlier run wrote in --model_dir (its records, summary, "
+        "evaluation and models) and start afresh; without it, a rerun resumes the run and "
+        "refuses options that would change its models.", changes_models=False)
     verbose: int = option(
-        1, "Keras fit verbosity: 0 silent, 1 progress bar, 2 one line per epoch.")
+        1, "Keras fit verbosity: 0 silent, 1 progress bar, 2 one line per epoch.",
+        valid=Range(0, 2), changes_models=False)
     ray: RayConfig = group(RayConfig)
 
     def __post_init__(self):
         self.augment = _policies(self.augment)
         self.folds = tuple(int(k) for k in self.folds)
-        for flag, value, choices in _choice_values(self):
-            if value not in choices:
-                raise ConfigError(
-                    f"unknown --{flag}={value!r}; use one of {', '.join(choices)}")
-        if self.runs < 1:
-            raise ConfigError(f"--runs={self.runs} must be at least 1")
+        for name, field, value in _leaves(self):
+            for item in value if isinstance(value, tuple) else (value,):
+                problem = _problem(name, field, item)
+                if problem:
+                    raise ConfigError(problem)
 
     def resolved_model_dir(self):
         """`--model_dir`, or `runs/<dataset>_<backbone>` by default."""
@@ -199,6 +263,18 @@ class TrainConfig:
 
         return build(cls)
 
+    def model_differences(self, recorded):
+        """The options that differ from `recorded` (a run.json) and would change a model.
+
+        Returns `["--epochs=5 (recorded: 1)", ...]`; options that cannot change a
+        trained model (`changes_models=False`) are left out.
+        """
+        before = TrainConfig.from_flags(recorded).to_flags()
+        now = self.to_flags()
+        changing = {name for name, field, _ in _leaves(self) if field.metadata["changes_models"]}
+        return [f"--{name}={now[name]} (recorded: {before[name]})"
+                for name in now if name in changing and now[name] != before[name]]
+
     def replace(self, **flag_values):
         """A copy with some options changed, by flag name (`epochs=1`, `ray_address=...`)."""
         unknown = sorted(set(flag_values) - set(self.to_flags()))
@@ -223,12 +299,14 @@ def _leaves(config):
             yield field.name, field, value
 
 
-def _choice_values(config):
-    for name, field, value in _leaves(config):
-        choices = field.metadata["choices"]
-        if choices:
-            for item in value if isinstance(value, tuple) else (value,):
-                yield name, item, choices
+def _problem(name, field, value):
+    """Why `value` cannot be the value of option `name` (a message), or None."""
+    choices, valid = field.metadata["choices"], field.metadata["valid"]
+    if choices and value not in choices:
+        return f"unknown --{name}={value!r}; use one of {', '.join(choices)}"
+    if valid and value is not None and value not in valid:
+        return f"--{name}={value!r} must be {valid.describe(_element_type(field))}"
+    return None
 
 
 def _policies(value):
@@ -302,6 +380,15 @@ def define_flags(flag_values=flags.FLAGS):
             define = {str: flags.DEFINE_string, int: flags.DEFINE_integer,
                       float: flags.DEFINE_float}[kind]
             define(name, default, help_text, **common)
+        if field.metadata["valid"]:
+            flags.register_validator(
+                name, functools.partial(_valid_flag_value, name, field),
+                message=f"must be {field.metadata['valid'].describe(kind)}", **common)
+
+
+def _valid_flag_value(name, field, value):
+    items = value if isinstance(value, list) else [value]
+    return all(_problem(name, field, item) is None for item in items)
 
 
 def from_flag_values(flag_values=flags.FLAGS):

@@ -58,6 +58,18 @@ def _label(model_dirs, model_dir, run_dir):
     return f"{os.path.basename(os.path.normpath(model_dir))}/{relative}"
 
 
+def load_model(run_dir):
+    """The finished model of `run_dir`, or a one-line `EvaluationError` if it is damaged."""
+    path = os.path.join(run_dir, rundir.MODEL_KERAS)
+    try:
+        return tf.keras.models.load_model(path)
+    except Exception as error:  # a torn zip or h5 fails in many ways
+        reason = " ".join(str(error).split())[:200]
+        raise EvaluationError(
+            f"{path} is damaged ({type(error).__name__}: {reason}); delete {run_dir} and rerun "
+            "the train.py command to train that model again") from None
+
+
 def _read_runs(model_dirs):
     """The runs' configs, after checking that they trained on the same data."""
     configs = [config_lib.TrainConfig.from_flags(rundir.read_run(d)) for d in model_dirs]
@@ -112,7 +124,7 @@ def _evaluate_task(task, members, model_dirs, source, test_ds):
     run_accuracy, probabilities, histories, first_model = {}, [], {}, None
     for model_dir, run_dir in members:
         _check_held_out(run_dir, rundir.read_metrics(run_dir), task, source)
-        model = tf.keras.models.load_model(os.path.join(run_dir, rundir.MODEL_KERAS))
+        model = load_model(run_dir)
         fused_batch_norm.use_fused_kernels(model)  # speed only: same probabilities
         first_model = first_model or model
         p = metrics.probabilities(model, test_ds)
@@ -147,6 +159,13 @@ def evaluate_runs(model_dirs, data_dir=None, manual_dir=None, batch_size=None,
     configs = _read_runs(model_dirs)
     first = configs[0]
     options = first.data
+    output_dir = output_dir or (
+        model_dirs[0] if len(model_dirs) == 1
+        else os.path.join("runs", "ensemble_" + options.dataset.replace("/", "_").replace(":", "_"))
+    )
+    rundir.check_writable_dir(output_dir, "output_dir")
+    if data_dir:
+        rundir.check_writable_dir(data_dir, "data_dir")
     source = data.open_source(
         options.dataset, data_dir or options.data_dir, manual_dir or options.manual_dir,
         audio_dir=options.audio_dir, sample_rate=options.sample_rate,
@@ -154,10 +173,6 @@ def evaluate_runs(model_dirs, data_dir=None, manual_dir=None, batch_size=None,
     )
     members, unfinished = _models_by_task(model_dirs, source.tasks)
     batch_size = batch_size or first.optim.batch_size
-    output_dir = output_dir or (
-        model_dirs[0] if len(model_dirs) == 1
-        else os.path.join("runs", "ensemble_" + options.dataset.replace("/", "_").replace(":", "_"))
-    )
 
     results = {}
     for task in source.tasks:

@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from keras_audio_cnn import data, devices, local_runner, metrics, rundir, runner
 from keras_audio_cnn import model as model_lib
-from keras_audio_cnn.errors import RunError
+from keras_audio_cnn.errors import RunError, UserError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,7 +84,7 @@ def check_options(config):
     if config.ray.address:
         from keras_audio_cnn import ray_runner
 
-        ray_runner.check_options(config.ray)
+        ray_runner.import_ray()  # Ray is an optional dependency: say so before data work
     settings = devices.settings(config.precision, config.jit_compile, config.deterministic)
     options = config.model
     model_lib.check_options(options.backbone, options.weights, options.trainable,
@@ -92,14 +92,52 @@ def check_options(config):
     return settings
 
 
+def _recorded_run(config, model_dir):
+    """The run.json of an earlier run in `model_dir`, or None (or with --overwrite).
+
+    Raises:
+        RunError: the earlier run was trained with options that change its models
+            (rerunning must not mix its models with others, nor relabel them).
+    """
+    path = os.path.join(model_dir, rundir.RUN_JSON)
+    if not tf.io.gfile.exists(path):
+        return None
+    recorded = rundir.read_json(path)
+    if config.overwrite:
+        return recorded
+    fix = "rerun with those options to resume it, pass --overwrite to start afresh, or use " \
+          "another --model_dir"
+    try:
+        differences = config.model_differences(recorded)
+    except UserError as error:
+        raise RunError(f"{model_dir} holds a run whose recorded options this version "
+                       f"refuses ({error}); {fix}") from None
+    if differences:
+        raise RunError(f"{model_dir} holds a run trained with other options: "
+                       f"{', '.join(differences)}; {fix}")
+    return recorded
+
+
 def run(config):
     """Trains one model per task of the dataset's protocol (and run) and writes the summary.
+
+    Every check that needs no data comes first; then the data is prepared, and the
+    run directory is written under its lock (`rundir.RunLock`). A rerun into the same
+    --model_dir resumes the run (finished models are kept) and adds the folds asked
+    for; options that would change its models are refused unless --overwrite.
 
     Raises:
         RunError: after writing the summary, if any model failed.
     """
     start = time.time()
     settings = check_options(config)
+    model_dir = config.resolved_model_dir()
+    rundir.check_writable_dir(model_dir, "model_dir")
+    if config.data.data_dir:
+        rundir.check_writable_dir(config.data.data_dir, "data_dir")
+    lock = rundir.RunLock(model_dir)
+    lock.check()
+    _recorded_run(config, model_dir)
     if settings.note:
         print(settings.note)
     options = config.data
@@ -113,15 +151,21 @@ def run(config):
         print(f"{options.dataset}: {len(source.skipped_files)} undecodable file(s) left out: "
               f"{', '.join(source.skipped_files)}")
 
-    model_dir = config.resolved_model_dir()
-    tf.io.gfile.makedirs(model_dir)
-    record = dict(config.to_flags(), model_dir=model_dir, tasks=[t.name for t in tasks],
-                  data_dir=str(source.builder.data_dir_root))
-    rundir.write_json(os.path.join(model_dir, rundir.RUN_JSON), record)
+    with lock:
+        recorded = _recorded_run(config, model_dir)  # again: another run may have ended
+        if recorded and config.overwrite:
+            print(f"--overwrite: removing the earlier run in {model_dir}")
+            rundir.clear_run(model_dir, set(recorded.get("tasks", [])) | {t.name for t in tasks})
+        elif recorded:  # the folds trained before stay part of the run
+            earlier = set(recorded.get("tasks", []))
+            tasks = [t for t in source.tasks if t.name in earlier or t in tasks]
+        record = dict(config.to_flags(), model_dir=model_dir, tasks=[t.name for t in tasks],
+                      data_dir=str(source.builder.data_dir_root))
+        rundir.write_json(os.path.join(model_dir, rundir.RUN_JSON), record)
 
-    jobs = plan_jobs(tasks, model_dir, config.runs, config.seed)
-    results, failures = _make_runner(config).run(jobs, runner.JobTrainer(config, source))
-    summary = write_summary(config, source, record, jobs, results, failures, start)
+        jobs = plan_jobs(tasks, model_dir, config.runs, config.seed)
+        results, failures = _make_runner(config).run(jobs, runner.JobTrainer(config, source))
+        summary = write_summary(config, source, record, jobs, results, failures, start)
     if failures:
         first = next(iter(failures.values()))
         raise RunError(

@@ -3,6 +3,7 @@
 import os
 import re
 
+import h5py
 import keras
 import numpy as np
 
@@ -76,11 +77,14 @@ def _resolve_weights(weights):
         return None
     if weights == "imagenet":
         return "imagenet"
+    fix = ("pass --weights=imagenet, --weights=none or the path of a Keras weights file "
+           "(.weights.h5 or .h5)")
+    if os.path.isdir(weights):
+        raise ModelConfigError(f"--weights={weights} is a directory; {fix}")
     if not os.path.isfile(weights):
-        raise ModelConfigError(
-            f"weights file {weights!r} does not exist; pass --weights=imagenet, "
-            "--weights=none or the path of a Keras weights file (.weights.h5 or .h5)"
-        )
+        raise ModelConfigError(f"weights file {weights!r} does not exist; {fix}")
+    if not h5py.is_hdf5(weights):
+        raise ModelConfigError(f"--weights={weights} is not a Keras weights file (not HDF5); {fix}")
     return weights
 
 
@@ -175,9 +179,16 @@ def reinitialize_from(backbone_model, block):
 def build_backbone(name, input_shape, weights="imagenet"):
     """A `keras.applications` model without its top, by name."""
     constructor = _backbone_constructor(name)
-    return constructor(
-        include_top=False, weights=_resolve_weights(weights), input_shape=input_shape
-    )
+    resolved = _resolve_weights(weights)
+    try:
+        return constructor(include_top=False, weights=resolved, input_shape=input_shape)
+    except ValueError as error:
+        if resolved in (None, "imagenet"):
+            raise
+        raise ModelConfigError(
+            f"--weights={weights} does not fit {name} without its top ({error}); pass the "
+            f"weights of this backbone (e.g. {name}(include_top=False).save_weights(...))"
+        ) from None
 
 
 def build_model(

@@ -20,7 +20,7 @@ import os
 import tensorflow as tf
 
 from keras_audio_cnn import runner
-from keras_audio_cnn.errors import ConfigError, RunError, TrainingFailed
+from keras_audio_cnn.errors import RunError, TrainingFailed
 
 
 def import_ray():
@@ -32,17 +32,6 @@ def import_ray():
             '--ray_address needs Ray, which is not installed: pip install -e ".[ray]"'
         ) from None
     return ray
-
-
-def check_options(options):
-    """Refuses Ray options (a `config.RayConfig`) that cannot work, before any data work."""
-    import_ray()
-    if options.retries < 0:
-        raise ConfigError(f"--ray_retries={options.retries} must be 0 or more")
-    if options.cpus_per_task < 1:
-        raise ConfigError(f"--ray_cpus_per_task={options.cpus_per_task} must be at least 1")
-    if options.gpus_per_task is not None and options.gpus_per_task < 0:
-        raise ConfigError(f"--ray_gpus_per_task={options.gpus_per_task} must be 0 or more")
 
 
 def _local_path(path):

@@ -11,6 +11,8 @@ import csv
 import math
 import os
 
+from absl import logging
+
 import matplotlib
 import numpy as np
 import tensorflow as tf
@@ -138,15 +140,26 @@ def read_history(path):
     """Columns of a Keras `CSVLogger` file as float arrays, keyed by header.
 
     `CSVLogger(append=True)` after `BackupAndRestore` can repeat an epoch; the
-    last line for each epoch wins. Cells that are not numbers become NaN.
+    last line for each epoch wins. Cells that are not numbers become NaN. Lines
+    whose epoch is not a number (a header written again by a second process, a
+    torn line) are left out with a warning.
     """
     if not tf.io.gfile.exists(path):
         raise FileNotFoundError(f"training history {path} does not exist")
     with tf.io.gfile.GFile(path) as f:
         records = list(csv.DictReader(f))
-    by_epoch = {}
+    by_epoch, damaged = {}, 0
     for record in records:
-        by_epoch[int(float(record["epoch"]))] = record
+        if None in record or None in record.values():  # more or fewer cells than the header
+            damaged += 1
+            continue
+        try:
+            by_epoch[int(float(record["epoch"]))] = record
+        except (ValueError, OverflowError):
+            damaged += 1
+    if damaged:
+        logging.warning("%s: %d line(s) that are not an epoch's metrics were left out",
+                        path, damaged)
     columns = {}
     for epoch in sorted(by_epoch):
         for key, cell in by_epoch[epoch].items():

@@ -19,9 +19,12 @@ have") reads through it. Every path may be any `tf.io.gfile` path (local, gs://,
 reader never sees half of one.
 """
 
+import datetime
 import json
 import os
 import re
+import socket
+import tempfile
 
 import tensorflow as tf
 
@@ -36,6 +39,10 @@ SAVED_MODEL = "saved_model"
 HISTORY_CSV = "history.csv"
 BACKUP = "backup"
 LOGS = "logs"
+LOCK = ".lock"
+# What evaluate.py writes beside the run (and --overwrite removes with it).
+EVALUATION_OUTPUTS = ("evaluation.json", "evaluation.md", "report.md", "confusion_matrix.png",
+                      "per_class_accuracy.png", "training_curves.png", "saliency")
 _RUN = re.compile(r"run(\d+)$")
 
 
@@ -143,3 +150,112 @@ def remove(path):
         tf.io.gfile.rmtree(path)
     elif tf.io.gfile.exists(path):
         tf.io.gfile.remove(path)
+
+
+def check_writable_dir(path, flag):
+    """Refuses, in one line, a `--flag` directory that is a file, lies under a file or
+    cannot be created; creates nothing (a remote `gs://...` path is not checked)."""
+    if "://" in path:
+        return
+    target = os.path.abspath(os.path.expanduser(path))
+    existing = target
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        where = "is a file" if existing == target else f"lies under {existing}, which is a file"
+        raise RunDirError(f"--{flag}={path} {where}; pass a directory")
+    try:  # the real test, as permissions and read-only mounts decide
+        os.rmdir(tempfile.mkdtemp(dir=existing, prefix=".write_test_"))
+    except OSError as error:
+        raise RunDirError(f"cannot create --{flag}={path}: {existing} is not writable "
+                          f"({error.strerror}); pass a directory you can write") from None
+
+
+def _process_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class RunLock:
+    """`<model_dir>/.lock` while a `train.py` process writes the run: one writer at a time.
+
+    The lock file names its holder (host, pid, start time). A lock left by a process
+    of this host that is no longer running is stale and taken over; one held by a
+    live process, or by another host (which cannot be checked from here), is
+    refused with one line naming the holder. On a local file system the lock file
+    is created atomically (O_EXCL); on a remote one (gs://) only best effort.
+    """
+
+    def __init__(self, model_dir):
+        self.path = os.path.join(model_dir, LOCK)
+        self.holder = {"host": socket.gethostname(), "pid": os.getpid(),
+                       "started": datetime.datetime.now().isoformat(timespec="seconds")}
+
+    def check(self):
+        """Raises `RunDirError` if another live process holds the lock (takes nothing)."""
+        other = self._holder()
+        if other and not self._stale(other):
+            raise RunDirError(
+                f"{os.path.dirname(self.path)} is being written by process {other.get('pid')} "
+                f"on {other.get('host')} (since {other.get('started')}); wait for it to "
+                f"finish or use another --model_dir (if that process is gone, delete "
+                f"{self.path})")
+
+    def __enter__(self):
+        for _ in range(2):
+            self.check()
+            self._remove_stale()
+            if self._create():
+                return self
+        raise RunDirError(f"{self.path} was taken by another process just now; retry")
+
+    def __exit__(self, *exc_info):
+        if self._holder() == self.holder:
+            remove(self.path)
+
+    def _holder(self):
+        try:
+            return read_json(self.path)
+        except (tf.errors.NotFoundError, FileNotFoundError):
+            return None
+        except ValueError:  # being written, or torn: a holder we cannot name
+            return {"host": "?", "pid": "?", "started": "?"}
+
+    def _stale(self, other):
+        return (other.get("host") == self.holder["host"] and isinstance(other.get("pid"), int)
+                and not _process_alive(other["pid"]))
+
+    def _remove_stale(self):
+        other = self._holder()
+        if other and self._stale(other):
+            print(f"{self.path}: taking over the lock of process {other['pid']}, which is no "
+                  "longer running")
+            remove(self.path)
+
+    def _create(self):
+        text = json.dumps(self.holder) + "\n"
+        tf.io.gfile.makedirs(os.path.dirname(self.path))
+        if "://" in self.path:
+            if tf.io.gfile.exists(self.path):
+                return False
+            write_text(self.path, text)
+            return True
+        try:
+            descriptor = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(descriptor, "w") as f:
+            f.write(text)
+        return True
+
+
+def clear_run(model_dir, task_names):
+    """Removes what a run wrote in `model_dir` (for `--overwrite`): its records, summary,
+    evaluation outputs and the directories of `task_names`; nothing else."""
+    for name in (RUN_JSON, SUMMARY_JSON, SUMMARY_MD, *EVALUATION_OUTPUTS, *task_names):
+        remove(os.path.join(model_dir, name))

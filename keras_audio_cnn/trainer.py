@@ -15,13 +15,16 @@ One training step's path, from `train.py` to the saved model:
 
 import dataclasses
 import datetime
+import math
 import os
 import socket
 
 import keras
+import numpy as np
 import tensorflow as tf
 
-from keras_audio_cnn import augment, devices, export, metrics as metrics_lib, recipe, rundir
+from keras_audio_cnn import augment, backup, devices, export, metrics as metrics_lib, recipe
+from keras_audio_cnn import rundir
 from keras_audio_cnn.errors import TrainingFailed
 
 
@@ -43,18 +46,6 @@ class _StopOnNaN(keras.callbacks.TerminateOnNaN):
                 f"at epoch {self.epoch + 1}, batch {batch + 1}: the loss became {loss}") from None
 
 
-def backup_callback(run_dir):
-    """`BackupAndRestore` into `run_dir/backup`, kept after `fit` returns.
-
-    `train_model` deletes it only once `metrics.json` is written, so a run killed
-    during precise BN, evaluation or export resumes after the last epoch instead
-    of training again. `double_checkpoint` keeps the previous epoch's backup too:
-    a kill while the backup is being overwritten falls back to it.
-    """
-    return keras.callbacks.BackupAndRestore(
-        os.path.join(run_dir, rundir.BACKUP), double_checkpoint=True, delete_checkpoint=False)
-
-
 def train_job(config, source, job, strategy, settings=None):
     """Trains one job of a run's grid (a `grid.Job` that is not finished yet).
 
@@ -73,9 +64,9 @@ def train_job(config, source, job, strategy, settings=None):
     try:
         metrics = train_model(config, source, job, strategy, settings)
     except TrainingFailed as error:
-        backup = os.path.join(job.run_dir, rundir.BACKUP)
-        kept = (f"the last completed epoch is kept in {backup}" if tf.io.gfile.isdir(backup)
-                else "no epoch completed")
+        backup_dir = os.path.join(job.run_dir, rundir.BACKUP)
+        kept = (f"the last completed epoch is kept in {backup_dir}"
+                if tf.io.gfile.isdir(backup_dir) else "no epoch completed")
         raise TrainingFailed(
             f"{job.key}: training stopped {error}; {kept}; lower --learning_rate "
             f"or check the data, then rerun to resume") from None
@@ -115,30 +106,38 @@ def _datasets(config, source, job, plan, replicas):
     )
 
 
-def _fit(config, fitted, data, run_dir, learning_rate):
+def _fit(config, fitted, data, job, learning_rate):
     """Trains `fitted`, resuming from `run_dir/backup` after a kill."""
     optim = config.optim
-    backup = backup_callback(run_dir)
-    history_path = os.path.join(run_dir, rundir.HISTORY_CSV)
-    if not tf.io.gfile.isdir(backup.backup_dir) and tf.io.gfile.exists(history_path):
-        tf.io.gfile.remove(history_path)  # a previous attempt that saved no epoch
-    # After a kill, `backup` restores the last completed epoch; the epochs that
-    # follow append to history.csv. (BackupAndRestore saves before CSVLogger logs,
-    # so every row of history.csv has its backup.)
+    history_path = os.path.join(job.run_dir, rundir.HISTORY_CSV)
+    # After a kill, the backup restores the last completed epoch (or the one before,
+    # if the last is damaged) and history.csv keeps the rows of the epochs before
+    # it; the epochs that follow append to it. (The backup is saved before
+    # CSVLogger logs, so every row of history.csv has its backup.)
     schedule = recipe.step_decay(learning_rate, optim.lr_decay_epochs, optim.lr_decay_factor)
     fitted.fit(
         data.train,
         validation_data=data.valid,
         epochs=optim.epochs,
         verbose=config.verbose,
+        shuffle=False,  # the training data is a tf.data pipeline that shuffles itself
         callbacks=[
-            backup,
+            backup.Backup(job.run_dir, history_path, job.key),
             keras.callbacks.CSVLogger(history_path, append=True),
-            keras.callbacks.TensorBoard(os.path.join(run_dir, rundir.LOGS)),
+            keras.callbacks.TensorBoard(os.path.join(job.run_dir, rundir.LOGS)),
             keras.callbacks.LearningRateScheduler(schedule),
             _StopOnNaN(raise_error=True),
         ],
     )
+
+
+def _check_finite_weights(model, epochs):
+    """A NaN or infinite weight fails the model, as a NaN loss does (the loss can stay
+    finite while a weight is not, e.g. behind a ReLU)."""
+    bad = [v.path for v in model.weights if not np.isfinite(keras.ops.convert_to_numpy(v)).all()]
+    if bad:
+        raise TrainingFailed(f"after epoch {epochs}: {len(bad)} weight(s) are NaN or infinite, "
+                             f"first {bad[0]}")
 
 
 def _save(model, run_dir, source):
@@ -177,7 +176,8 @@ def train_model(config, source, job, strategy, settings=None):
         sample_rate=source.sample_rate, num_samples=source.num_samples,
         learning_rate=learning_rate, weight_decay=optim.weight_decay, seed=job.seed,
         mean=mean, variance=variance, strategy=strategy)
-    _fit(config, fitted, data, job.run_dir, learning_rate)
+    _fit(config, fitted, data, job, learning_rate)
+    _check_finite_weights(model, optim.epochs)
     jit_compile = fitted.jit_compile  # Keras turns XLA off for layers that declare no support
     if settings.dtype_policy != "float32":
         model = recipe.float32_copy(model, build, strategy)
@@ -185,6 +185,8 @@ def train_model(config, source, job, strategy, settings=None):
     bn_layers = recipe.precise_batch_norm(model, data.ordered_train) if optim.precise_bn else 0
 
     metrics = metrics_lib.evaluate(model, data.test, len(source.class_names))
+    if not math.isfinite(metrics["loss"]):
+        raise TrainingFailed(f"after training: the test loss is {metrics['loss']}")
     task = job.task
     metrics.update(task=task.name, train_split=task.train, test_split=task.test,
                    valid_split=task.valid, carved_fold=task.fold,

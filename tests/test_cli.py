@@ -33,7 +33,7 @@ def trained(esc50_archive, tmp_path_factory, run_cli, tiny_model):
     ]
     result = run_cli("train.py", *flags)
     return dict(flags=flags, data_dir=data_dir, model_dir=model_dir, stdout=result.stdout,
-                manual_dir=str(esc50_archive))
+                stderr=result.stderr, manual_dir=str(esc50_archive))
 
 
 def test_train_writes_every_output_of_a_fold(trained, read_json):
@@ -85,6 +85,13 @@ def test_the_run_directory_is_what_its_specification_says(trained, read_json):
     flags = set(config.TrainConfig().to_flags())
     assert set(read_json(model_dir, "run.json")) == flags | spec_keys("run.json")
     assert {"run.json", "summary.json", "summary.md", "fold1"} <= set(os.listdir(model_dir))
+
+
+def test_the_console_shows_no_warning_of_the_projects_own_making(trained):
+    # Keras warns when fit() gets shuffle=True with a tf.data pipeline (which
+    # shuffles itself); TFDS warned of FeatureConnector.dtype in the builders.
+    assert "shuffle=True" not in trained["stderr"]
+    assert "FeatureConnector.dtype" not in trained["stderr"]
 
 
 def test_evaluate_reproduces_the_accuracy_train_wrote(trained, run_cli, read_json):

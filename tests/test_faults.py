@@ -302,3 +302,113 @@ def test_two_replicas_train_the_same_job_as_one(resumed, tmp_path, read_json):
     np.testing.assert_allclose(losses[1], losses[0], rtol=1e-4)
     np.testing.assert_allclose(outputs[1], outputs[0], atol=1e-4)
     assert two["accuracy"] == one["accuracy"]
+
+
+def test_a_rerun_with_options_that_change_the_models_is_refused_in_one_line(
+        resumed, tmp_path, run_cli, read_json, assert_one_line_error):
+    model_dir = tmp_path / "run"
+    shutil.copytree(resumed["model_dir"], model_dir)
+    flags = [f for f in resumed["flags"] if not f.startswith("--model_dir")]
+    flags.append(f"--model_dir={model_dir}")
+    before = (model_dir / "run.json").read_text()
+    result = run_cli("train.py", *flags, "--epochs=5", "--backbone=VGG19", check=False)
+    assert_one_line_error(result, "train.py", f"{model_dir} holds a run trained with other options",
+                          "--backbone=VGG19 (recorded: VGG16)", "--epochs=5 (recorded: 3)",
+                          "--overwrite")
+    assert (model_dir / "run.json").read_text() == before
+    assert "Downloading and preparing" not in result.stdout  # refused before any data work
+
+    # Options that cannot change a finished model may differ: the run is resumed as is.
+    result = run_cli("train.py", *flags, "--verbose=0")
+    assert "fold1: already trained" in result.stdout and "fold2: already trained" in result.stdout
+    assert read_json(model_dir, "run.json")["verbose"] == 0
+    assert read_json(model_dir, "summary.json")["flags"]["epochs"] == 3
+
+
+def test_overwrite_starts_afresh_and_a_rerun_adds_folds(
+        resumed, tmp_path, run_cli, read_json):
+    model_dir = tmp_path / "run"
+    shutil.copytree(resumed["model_dir"], model_dir)
+    (model_dir / "evaluation.json").write_text("{}")
+    flags = [f for f in resumed["flags"] if not f.startswith(("--model_dir", "--epochs"))]
+    flags.append(f"--model_dir={model_dir}")
+    result = run_cli("train.py", *flags, "--epochs=1", "--folds=1", "--overwrite")
+    assert "--overwrite: removing the earlier run" in result.stdout
+    assert "already trained" not in result.stdout
+    assert sorted(os.listdir(model_dir)) == ["fold1", "run.json", "summary.json", "summary.md"]
+    assert read_json(model_dir, "run.json")["epochs"] == 1
+    assert epochs_logged(model_dir / "fold1" / "history.csv") == [0]
+    # The same options with another fold: fold 1 is kept, fold 2 joins the run.
+    flags.append("--epochs=1")
+    result = run_cli("train.py", *flags, "--folds=2")
+    assert "fold1: already trained" in result.stdout
+    summary = read_json(model_dir, "summary.json")
+    assert set(summary["accuracy"]) == {"fold1", "fold2"}
+    assert read_json(model_dir, "run.json")["tasks"] == ["fold1", "fold2"]
+
+
+def test_a_second_train_py_on_the_same_model_dir_exits_naming_the_first(
+        sounds, train_flags, run_cli, assert_one_line_error):
+    flags = train_flags(sounds, "locked", "--folds=1", "--epochs=2")
+    lock = sounds / "locked" / ".lock"
+    first = subprocess.Popen([sys.executable, os.path.join(ROOT, "train.py"), *flags],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=ENV, cwd=ROOT,
+                             text=True)
+    try:
+        deadline = time.monotonic() + 600
+        while not lock.exists():
+            assert first.poll() is None, first.stdout.read()[-3000:]
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        second = run_cli("train.py", *flags, check=False)
+        output = first.communicate(timeout=900)[0]
+    finally:
+        first.kill()
+    assert first.returncode == 0, output[-3000:]
+    assert_one_line_error(second, "train.py", f"{sounds / 'locked'} is being written by process "
+                          f"{first.pid}", "use another --model_dir")
+    history = (sounds / "locked" / "fold1" / "history.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in history] == ["epoch", "0", "1"]
+    assert not lock.exists()
+
+
+def test_a_damaged_model_keras_is_named_with_how_to_retrain_it(
+        resumed, tmp_path, run_cli, assert_one_line_error):
+    model_dir = tmp_path / "run"
+    shutil.copytree(resumed["model_dir"], model_dir)
+    model = model_dir / "fold1" / "model.keras"
+    model.write_bytes(model.read_bytes()[: model.stat().st_size // 2])
+    result = run_cli("evaluate.py", f"--model_dir={model_dir}",
+                     f"--output_dir={tmp_path / 'out'}", check=False)
+    assert_one_line_error(result, "evaluate.py", f"{model} is damaged",
+                          f"delete {model_dir / 'fold1'} and rerun the train.py command")
+    assert not (tmp_path / "out").exists() or not os.listdir(tmp_path / "out")
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 4 MB tmpfs (needs the right to mount; the logic is also tested without it in
+    tests/test_bad_input.py with a faked disk_usage)."""
+    mount_point = tmp_path / "small_disk"
+    mount_point.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount_point)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    yield mount_point
+    subprocess.run(["umount", str(mount_point)], check=True)
+
+
+def test_a_full_disk_during_the_epoch_backup_is_one_line_and_leaves_no_torn_file(
+        sounds, train_flags, small_disk, run_cli, assert_one_line_error):
+    model_dir = small_disk / "run"
+    flags = [f for f in train_flags(sounds, "unused", "--folds=1", "--epochs=2")
+             if not f.startswith("--model_dir")]
+    result = run_cli("train.py", *flags, f"--model_dir={model_dir}", check=False)
+    assert_one_line_error(result, "train.py", "no space left for fold1's epoch backup in "
+                          f"{model_dir / 'fold1' / 'backup'}", "MB are free",
+                          "rerun the same command to resume")
+    assert result.returncode == 1  # not a crash (a segfault is -11)
+    backup_dir = model_dir / "fold1" / "backup"
+    assert not backup_dir.exists() or os.listdir(backup_dir) == []
+    assert not (model_dir / ".lock").exists()

@@ -120,6 +120,19 @@ def test_history_reader_keeps_the_last_line_of_a_repeated_epoch(tmp_path):
     assert "val_loss" not in without and len(without["loss"]) == 3
 
 
+def test_a_damaged_history_is_read_with_a_warning_not_a_traceback(tmp_path, caplog):
+    # Two processes appending to one history.csv (before the model dir was locked)
+    # wrote a second header; a kill can tear the last line.
+    path = tmp_path / "h.csv"
+    write_history(path, 3, True)
+    text = path.read_text()
+    path.write_text(text + text + "3,0.5,")
+    history = report.read_history(str(path))
+    np.testing.assert_array_equal(history["epoch"], np.arange(3))
+    np.testing.assert_allclose(history["loss"], 2.0 - 0.1 * np.arange(3))
+    assert "2 line(s) that are not an epoch's metrics were left out" in caplog.text
+
+
 def test_fifty_classes_get_a_larger_legible_confusion_matrix(ten_class_report, tmp_path):
     names = [f"class_{i:02d}" for i in range(50)]
     path = report.write_report(

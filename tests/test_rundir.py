@@ -76,3 +76,38 @@ def test_read_run_names_what_is_missing(tmp_path):
         rundir.read_run(str(tmp_path))
     (tmp_path / "run.json").write_text(json.dumps({"dataset": "esc50"}))
     assert rundir.read_run(str(tmp_path)) == {"dataset": "esc50"}
+
+
+def test_a_second_writer_is_refused_naming_the_holder_and_a_dead_ones_lock_is_taken_over(
+        tmp_path, capsys):
+    import socket
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (tmp_path / ".lock").write_text(json.dumps(
+            {"host": socket.gethostname(), "pid": holder.pid, "started": "2026-11-30T10:00:00"}))
+        with pytest.raises(rundir.RunDirError) as error:
+            with rundir.RunLock(str(tmp_path)):
+                pass
+        assert str(error.value) == (
+            f"{tmp_path} is being written by process {holder.pid} on {socket.gethostname()} "
+            f"(since 2026-11-30T10:00:00); wait for it to finish or use another --model_dir "
+            f"(if that process is gone, delete {tmp_path / '.lock'})")
+    finally:
+        holder.kill()
+        holder.wait()
+    # The holder is gone: its lock is stale, taken over, and released on leaving.
+    with rundir.RunLock(str(tmp_path)) as lock:
+        assert json.loads((tmp_path / ".lock").read_text())["pid"] == os.getpid()
+        assert lock.path == str(tmp_path / ".lock")
+    assert f"taking over the lock of process {holder.pid}" in capsys.readouterr().out
+    assert not (tmp_path / ".lock").exists()
+
+
+def test_a_lock_of_another_host_is_never_taken_over(tmp_path):
+    (tmp_path / ".lock").write_text(json.dumps({"host": "elsewhere", "pid": 1, "started": "x"}))
+    with pytest.raises(rundir.RunDirError, match="by process 1 on elsewhere"):
+        rundir.RunLock(str(tmp_path)).check()
+    assert (tmp_path / ".lock").exists()

@@ -9,8 +9,8 @@ import pytest
 import tensorflow as tf
 
 from keras_audio_cnn import model as model_lib
-from keras_audio_cnn import (config, data, fused_batch_norm, grid, local_runner, metrics,
-                             recipe, runner, trainer)
+from keras_audio_cnn import (backup, config, data, fused_batch_norm, grid, local_runner,
+                             metrics, recipe, runner, trainer)
 from keras_audio_cnn.errors import ConfigError, RunError, TrainingFailed
 
 RATE, SAMPLES, CLASSES = 8000, 8000, 10
@@ -139,34 +139,81 @@ def test_learning_rate_scales_with_the_replicas():
         config.TrainConfig().replace(lr_scaling="square")
 
 
-def test_the_backup_outlives_fit_and_survives_a_torn_write(tmp_path):
+def _backup_model():
+    keras.utils.set_random_seed(0)
+    m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    m.compile(keras.optimizers.Adam(0.1), "mse")
+    return m
+
+
+def _fit_with_backup(m, epochs, run_dir, history=None):
     x = np.random.default_rng(0).normal(size=(16, 4)).astype("float32")
-    y = x.sum(axis=1, keepdims=True)
+    callbacks = [backup.Backup(str(run_dir), history, label="fold1")]
+    if history:
+        callbacks.append(keras.callbacks.CSVLogger(history, append=True))
+    return m.fit(x, x.sum(axis=1, keepdims=True), epochs=epochs, batch_size=8, verbose=0,
+                 callbacks=callbacks)
 
-    def model():
-        keras.utils.set_random_seed(0)
-        m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
-        m.compile(keras.optimizers.Adam(0.1), "mse")
-        return m
 
-    def fit(m, epochs):
-        return m.fit(x, y, epochs=epochs, batch_size=8, verbose=0,
-                     callbacks=[trainer.backup_callback(str(tmp_path))])
-
-    trained = model()
-    fit(trained, 3)
-    backup = tmp_path / "backup"
-    assert json.loads((backup / "training_metadata.json").read_text())["epoch"] == 3
+def test_the_backup_outlives_fit_and_survives_a_torn_write(tmp_path):
+    trained = _backup_model()
+    _fit_with_backup(trained, 3, tmp_path)
+    backup_dir = tmp_path / "backup"
+    assert json.loads((backup_dir / "training_metadata.json").read_text())["epoch"] == 3
     # A run killed after its last epoch (during precise BN, evaluation or export)
     # trains nothing again and continues from the same weights.
-    again = model()
-    assert fit(again, 3).history == {}
+    again = _backup_model()
+    assert _fit_with_backup(again, 3, tmp_path).history == {}
     for a, b in zip(trained.get_weights(), again.get_weights()):
         np.testing.assert_array_equal(a, b)
     # A kill while the latest backup was being written: the previous epoch's is used.
-    (backup / "latest.weights.h5").write_bytes(b"torn")
-    (backup / "training_metadata.json").write_text('{"epoch": 3, "batch": 0}')
-    assert len(fit(model(), 4).history["loss"]) == 2  # epochs 3 and 4, from epoch 2's backup
+    (backup_dir / "latest.weights.h5").write_bytes(b"torn")
+    (backup_dir / "training_metadata.json").write_text('{"epoch": 3, "batch": 0}')
+    assert len(_fit_with_backup(_backup_model(), 4, tmp_path).history["loss"]) == 2
+
+
+def epochs_in(history):
+    return [line.split(",")[0] for line in history.read_text().splitlines()]
+
+
+def test_a_truncated_backup_falls_back_to_the_epoch_before_and_history_keeps_one_row_each(
+        tmp_path, capsys):
+    history = tmp_path / "history.csv"
+    _fit_with_backup(_backup_model(), 3, tmp_path, str(history))
+    assert epochs_in(history) == ["epoch", "0", "1", "2"]
+    latest = tmp_path / "backup" / "latest.weights.h5"
+    # A disk that filled up mid-write: the file ends early (h5py raises RuntimeError,
+    # which Keras's own fall-back, for OSError only, does not catch).
+    latest.write_bytes(latest.read_bytes()[: latest.stat().st_size // 2])
+    resumed = _fit_with_backup(_backup_model(), 4, tmp_path, str(history))
+    assert len(resumed.history["loss"]) == 2  # epochs 3 and 4, from epoch 2's backup
+    assert "the backup of the last epoch" in capsys.readouterr().out
+    assert epochs_in(history) == ["epoch", "0", "1", "2", "3"]  # epoch 2 once
+
+
+def test_when_every_backup_is_damaged_the_model_trains_again_from_its_first_epoch(
+        tmp_path, capsys):
+    history = tmp_path / "history.csv"
+    _fit_with_backup(_backup_model(), 2, tmp_path, str(history))
+    for name in ("latest.weights.h5", "latest.weights.h5.bkp"):
+        (tmp_path / "backup" / name).write_bytes(b"\x89HDF\r\n\x1a\n truncated")
+    fresh = _backup_model()
+    again = _fit_with_backup(fresh, 2, tmp_path, str(history))
+    assert len(again.history["loss"]) == 2
+    assert "every backup" in capsys.readouterr().out
+    assert epochs_in(history) == ["epoch", "0", "1"]
+    first = _backup_model()
+    _fit_with_backup(first, 2, tmp_path / "clean")
+    for a, b in zip(first.get_weights(), fresh.get_weights()):  # as if never trained before
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+def test_a_model_with_non_finite_weights_fails_as_a_nan_loss_does():
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    trainer._check_finite_weights(model, 3)  # finite: fine
+    model.layers[0].kernel.assign(np.full((4, 2), np.nan, "float32"))
+    with pytest.raises(TrainingFailed, match="after epoch 3: 1 weight.s. are NaN or infinite"):
+        trainer._check_finite_weights(model, 3)
 
 
 def test_a_failed_job_is_reported_and_the_others_still_run(tmp_path, monkeypatch):

@@ -1,0 +1,106 @@
+"""Ordinary mistakes with train.py and evaluate.py: one line each, nothing written."""
+
+import os
+
+import h5py
+import numpy as np
+import pytest
+
+
+@pytest.mark.parametrize("flag, message", [
+    ("--epochs=0", "flag --epochs=0: must be a whole number of at least 1"),
+    ("--epochs=-1", "flag --epochs=-1: must be a whole number of at least 1"),
+    ("--batch_size=0", "flag --batch_size=0: must be a whole number of at least 1"),
+    ("--lr_decay_epochs=0", "flag --lr_decay_epochs=0: must be a whole number of at least 1"),
+    ("--learning_rate=nan", "flag --learning_rate=nan: must be a finite number above 0"),
+    ("--learning_rate=-1", "flag --learning_rate=-1.0: must be a finite number above 0"),
+    ("--weight_decay=inf", "flag --weight_decay=inf: must be a finite number at least 0"),
+    ("--dropout=1.5", "flag --dropout=1.5: must be a finite number at least 0 and below 1"),
+    ("--folds=0", "flag --folds=[0]: must be a whole number of at least 1"),
+    ("--runs=0", "flag --runs=0: must be a whole number of at least 1"),
+    ("--clip_seconds=-2", "flag --clip_seconds=-2.0: must be a finite number above 0"),
+    ("--num_folds=1", "flag --num_folds=1: must be a whole number of at least 2"),
+    ("--precision=half", "flag --precision=half: value should be one of <float32|mixed>"),
+    ("--epochs=ten", "flag --epochs=ten"),
+])
+def test_a_flag_out_of_range_is_one_line_before_anything_runs(
+        flag, message, tmp_path, run_cli, assert_one_line_error):
+    result = run_cli("train.py", flag, f"--model_dir={tmp_path / 'm'}",
+                     f"--data_dir={tmp_path / 'd'}", check=False)
+    assert_one_line_error(result, "train.py", message)
+    assert os.listdir(tmp_path) == []
+
+
+def test_weights_that_are_not_a_weights_file_are_refused_before_any_data_work(
+        tmp_path, run_cli, assert_one_line_error):
+    text = tmp_path / "notes.weights.h5"
+    text.write_text("not HDF5")
+    for weights, fragment in [(tmp_path, "is a directory"), (text, "is not a Keras weights file")]:
+        result = run_cli("train.py", f"--weights={weights}", "--backbone=MobileNetV3Small",
+                         f"--model_dir={tmp_path / 'm'}", f"--data_dir={tmp_path / 'd'}",
+                         check=False)
+        assert_one_line_error(result, "train.py", f"--weights={weights} {fragment}")
+    assert sorted(os.listdir(tmp_path)) == ["notes.weights.h5"]
+
+
+def test_weights_of_another_architecture_are_one_line():
+    from keras_audio_cnn import model as model_lib
+    from keras_audio_cnn.errors import ModelConfigError
+
+    import keras
+
+    path = "/tmp/test_bad_input_vgg.weights.h5"
+    keras.applications.VGG16(include_top=False, weights=None,
+                             input_shape=(32, 32, 3)).save_weights(path)
+    with pytest.raises(ModelConfigError, match="does not fit MobileNetV3Small without its top"):
+        model_lib.build_backbone("MobileNetV3Small", (128, 128, 3), weights=path)
+    assert h5py.is_hdf5(path)
+    os.remove(path)
+
+
+@pytest.mark.parametrize("make, fragment", [
+    (lambda tmp: (tmp / "file").write_text("x") and tmp / "file", "is a file; pass a directory"),
+    (lambda tmp: (tmp / "file").write_text("x") and tmp / "file" / "sub",
+     "lies under {tmp}/file, which is a file"),
+    (lambda tmp: "/proc/self/not_creatable", "cannot create --{flag}=/proc/self/not_creatable"),
+])
+@pytest.mark.parametrize("flag", ["model_dir", "data_dir"])
+def test_an_unusable_output_directory_is_refused_before_any_data_work(
+        make, fragment, flag, tmp_path, run_cli, assert_one_line_error):
+    path = make(tmp_path)
+    other = "data_dir" if flag == "model_dir" else "model_dir"
+    result = run_cli("train.py", "--backbone=MobileNetV3Small", "--weights=none",
+                     f"--{flag}={path}", f"--{other}={tmp_path / 'other'}", check=False)
+    assert_one_line_error(result, "train.py", fragment.format(tmp=tmp_path, flag=flag))
+    assert not (tmp_path / "other").exists()
+
+
+def test_evaluate_output_dir_that_is_a_file_is_refused_before_evaluating(
+        tmp_path, run_cli, assert_one_line_error):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "run.json").write_text("{}")
+    (tmp_path / "out").write_text("x")
+    result = run_cli("evaluate.py", f"--model_dir={tmp_path / 'run'}",
+                     f"--output_dir={tmp_path / 'out'}", check=False)
+    assert_one_line_error(result, "evaluate.py", f"--output_dir={tmp_path / 'out'} is a file")
+    assert (tmp_path / "out").read_text() == "x"
+
+
+def test_a_full_disk_is_one_line_naming_the_backup_and_the_space_needed(tmp_path, monkeypatch):
+    import keras
+
+    from keras_audio_cnn import backup
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile("adam", "mse")
+    usage = backup.shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(backup.shutil, "disk_usage",
+                        lambda path: usage._replace(free=1 * 2**20))
+    x = np.zeros((8, 4), "float32")
+    with pytest.raises(backup.DiskFullError) as error:
+        model.fit(x, x[:, :1], epochs=1, verbose=0,
+                  callbacks=[backup.Backup(str(tmp_path), label="fold1")])
+    message = str(error.value)
+    assert message.startswith(f"no space left for fold1's epoch backup in {tmp_path}/backup")
+    assert "needs about 16 MB and 1 MB are free" in message and "\n" not in message
+    assert os.listdir(tmp_path / "backup") == []  # nothing half-written
