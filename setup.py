@@ -36,8 +36,10 @@ setuptools.setup(
     extras_require={
         # dill: tfds.testing imports it; pydub: TFDS catalog audio datasets (tests use
         # spoken_digit) encode their WAV files with it; ray: tests/test_ray.py.
-        # ai-edge-litert: tests/test_portable_frontend.py runs the .tflite in LiteRT.
-        "test": ["pytest", "pytest-xdist", "dill", "pydub", "ray>=2.9", "ai-edge-litert"],
+        # ai-edge-litert: tests/test_portable_frontend.py runs the .tflite in LiteRT;
+        # hypothesis: tests/test_properties.py.
+        "test": ["pytest", "pytest-xdist", "hypothesis", "dill", "pydub", "ray>=2.9",
+                 "ai-edge-litert"],
         "gpu": ["tensorflow[and-cuda]>=2.20"],
         # train.py --ray_address: the grid of models as tasks of a Ray cluster.
         "ray": ["ray>=2.9"],
