@@ -14,9 +14,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # hide TensorFlow's info lin
 
 from absl import app, flags  # noqa: E402
 
-from keras_audio_cnn import cli, config  # noqa: E402  (no TensorFlow: flags parse at once)
+from keras_audio_cnn import cli  # noqa: E402  (no TensorFlow: flags parse at once)
 
-config.define_flags()
+cli.define_flags()
 FLAGS = flags.FLAGS
 
 
@@ -25,7 +25,7 @@ def main(argv):
         sys.exit(f"train.py: error: unexpected arguments {argv[1:]}; flags look like --name=value")
     from keras_audio_cnn import grid  # TensorFlow loads here, after the flags
 
-    run_config = cli.run_or_exit("train.py", config.from_flag_values, FLAGS)
+    run_config = cli.run_or_exit("train.py", cli.from_flag_values, FLAGS)
     cli.run_or_exit("train.py", grid.run, run_config)
 
 

@@ -1,10 +1,12 @@
-"""What the command-line entry points share: errors a user can fix are one line."""
+"""What the command-line entry points share: flags from the config, one-line errors."""
 
 import errno
+import functools
 import sys
 
 from absl import flags
 
+from keras_audio_cnn import config
 from keras_audio_cnn.errors import USER_ERRORS, one_line
 
 
@@ -33,3 +35,72 @@ def run_or_exit(program, fn, *args, **kwargs):
         where = f" writing {error.filename}" if error.filename else ""
         sys.exit(f"{program}: error: no space left on the device{where}; free some space, "
                  "then rerun the same command (a train.py run resumes where it stopped)")
+
+
+class _EnumListParser(flags.ListParser):
+    """A comma-separated list whose items are each one of `choices`."""
+
+    def __init__(self, choices):
+        super().__init__()
+        self.choices = choices
+
+    def parse(self, argument):
+        items = super().parse(argument)
+        bad = [item for item in items if item not in self.choices]
+        if bad:
+            raise ValueError(f"{bad[0]!r} is not one of {', '.join(self.choices)} "
+                             "(give a comma list, e.g. paper,mixup)")
+        return items
+
+    def flag_type(self):
+        return f"comma list of {'|'.join(self.choices)}"
+
+
+class _IntListParser(flags.ListParser):
+    """A comma-separated list of whole numbers, e.g. 1,3."""
+
+    def parse(self, argument):
+        items = super().parse(argument)
+        try:
+            return [int(item) for item in items]
+        except ValueError:
+            raise ValueError(f"{argument!r} must be whole numbers, e.g. 1,3") from None
+
+    def flag_type(self):
+        return "comma list of whole numbers"
+
+
+def define_flags(flag_values=flags.FLAGS):
+    """Defines one absl flag per option of `config.TrainConfig`, named as `to_flags` names
+    them."""
+    for name, field, default in config.options_of(config.TrainConfig()):
+        help_text, choices = field.metadata["help"], field.metadata["choices"]
+        kind = config.value_type(field)
+        common = dict(flag_values=flag_values)
+        if isinstance(default, tuple):
+            parser = _EnumListParser(choices) if choices else _IntListParser()
+            flags.DEFINE(parser, name, config.recorded_value(field, default), help_text,
+                         serializer=flags.CsvListSerializer(","), **common)
+        elif choices:
+            flags.DEFINE_enum(name, default, choices, help_text, **common)
+        elif kind is bool:
+            flags.DEFINE_boolean(name, default, help_text, **common)
+        else:
+            define = {str: flags.DEFINE_string, int: flags.DEFINE_integer,
+                      float: flags.DEFINE_float}[kind]
+            define(name, default, help_text, **common)
+        if field.metadata["valid"]:
+            flags.register_validator(
+                name, functools.partial(_valid_flag_value, name, field),
+                message=f"must be {field.metadata['valid'].describe(kind)}", **common)
+
+
+def _valid_flag_value(name, field, value):
+    items = value if isinstance(value, list) else [value]
+    return all(config.problem(name, field, item) is None for item in items)
+
+
+def from_flag_values(flag_values=flags.FLAGS):
+    """The `config.TrainConfig` of parsed flags (see `define_flags`)."""
+    names = config.TrainConfig().to_flags()
+    return config.TrainConfig.from_flags({name: flag_values[name].value for name in names})

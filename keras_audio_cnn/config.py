@@ -2,10 +2,11 @@
 
 `TrainConfig` groups the options (data, model, optimisation, Ray) as dataclasses.
 Each field is declared with `option(...)`: its default, its help text and, for a
-fixed set of values, its `choices`. `define_flags` derives `train.py`'s absl flags
-from these fields (a field with choices becomes an enum flag, a list of choices a
-comma-separated enum list), and `TrainConfig.from_flags` builds the config back
-from the flag values, so a flag and its field can never disagree. A run records
+fixed set of values, its `choices`, for a number its `Range`. `cli.define_flags`
+derives `train.py`'s absl flags from these fields (a field with choices becomes an
+enum flag, a list of choices a comma-separated enum list, a range an absl
+validator), and `TrainConfig.from_flags` builds the config back from the flag
+values, so a flag and its field can never disagree. A run records
 `to_flags()` in its `run.json`: the same flat names and values.
 
 Defaults are the recipe of Palanisamy, Singhania and Yao (2020) and their code:
@@ -13,16 +14,14 @@ Adam, learning rate 1e-4, weight decay 1e-3 (PyTorch's coupled L2), batch 32 on 
 GPU, 70 epochs, the learning rate times 0.1 every 30 epochs, the paper's pitch-shift
 and time-stretch augmentation.
 
-This module imports neither TensorFlow nor Keras: flags parse in milliseconds.
+This module imports neither TensorFlow nor Keras (nor absl: `cli.define_flags` makes
+the flags), so flags parse in milliseconds.
 """
 
 import dataclasses
-import functools
 import math
 import os
 import typing
-
-from absl import flags
 
 from keras_audio_cnn.errors import ConfigError
 
@@ -228,11 +227,11 @@ class TrainConfig:
     def __post_init__(self):
         self.augment = _policies(self.augment)
         self.folds = tuple(int(k) for k in self.folds)
-        for name, field, value in _leaves(self):
+        for name, field, value in options_of(self):
             for item in value if isinstance(value, tuple) else (value,):
-                problem = _problem(name, field, item)
-                if problem:
-                    raise ConfigError(problem)
+                message = problem(name, field, item)
+                if message:
+                    raise ConfigError(message)
 
     def resolved_model_dir(self):
         """`--model_dir`, or `runs/<dataset>_<backbone>` by default."""
@@ -241,7 +240,7 @@ class TrainConfig:
 
     def to_flags(self):
         """{flag name: value}, flat, as `run.json` records them (augment as "a,b")."""
-        return {name: _recorded(field, value) for name, field, value in _leaves(self)}
+        return {name: recorded_value(field, value) for name, field, value in options_of(self)}
 
     @classmethod
     def from_flags(cls, values):
@@ -271,7 +270,7 @@ class TrainConfig:
         """
         before = TrainConfig.from_flags(recorded).to_flags()
         now = self.to_flags()
-        changing = {name for name, field, _ in _leaves(self) if field.metadata["changes_models"]}
+        changing = {name for name, field, _ in options_of(self) if field.metadata["changes_models"]}
         return [f"--{name}={now[name]} (recorded: {before[name]})"
                 for name in now if name in changing and now[name] != before[name]]
 
@@ -287,25 +286,25 @@ def _is_group(field):
     return "help" not in field.metadata
 
 
-def _leaves(config):
-    """(flag name, field, value) of every option of `config`, in declaration order."""
+def options_of(config):
+    """(flag name, dataclass field, value) of every option of `config`, in declaration order."""
     for field in dataclasses.fields(config):
         value = getattr(config, field.name)
         if _is_group(field):
             prefix = getattr(type(value), "FLAG_PREFIX", "")
-            for name, leaf, leaf_value in _leaves(value):
+            for name, leaf, leaf_value in options_of(value):
                 yield prefix + name, leaf, leaf_value
         else:
             yield field.name, field, value
 
 
-def _problem(name, field, value):
+def problem(name, field, value):
     """Why `value` cannot be the value of option `name` (a message), or None."""
     choices, valid = field.metadata["choices"], field.metadata["valid"]
     if choices and value not in choices:
         return f"unknown --{name}={value!r}; use one of {', '.join(choices)}"
     if valid and value is not None and value not in valid:
-        return f"--{name}={value!r} must be {valid.describe(_element_type(field))}"
+        return f"--{name}={value!r} must be {valid.describe(value_type(field))}"
     return None
 
 
@@ -316,82 +315,14 @@ def _policies(value):
     return tuple(item for item in items if item != NO_AUGMENT)
 
 
-def _recorded(field, value):
+def recorded_value(field, value):
     """A value as run.json records it: policies as "paper,mixup" (or "none"), folds as a list."""
     if field.name == "augment":
         return ",".join(value) or NO_AUGMENT
     return list(value) if isinstance(value, tuple) else value
 
 
-def _element_type(field):
-    """The Python type of a field's values: str, int, float or bool (a tuple's elements)."""
+def value_type(field):
+    """The Python type of an option's values: str, int, float or bool (a tuple's elements)."""
     args = [a for a in typing.get_args(field.type) if a is not type(None) and a is not Ellipsis]
     return args[0] if args else field.type
-
-
-class _EnumListParser(flags.ListParser):
-    """A comma-separated list whose items are each one of `choices`."""
-
-    def __init__(self, choices):
-        super().__init__()
-        self.choices = choices
-
-    def parse(self, argument):
-        items = super().parse(argument)
-        bad = [item for item in items if item not in self.choices]
-        if bad:
-            raise ValueError(f"{bad[0]!r} is not one of {', '.join(self.choices)} "
-                             "(give a comma list, e.g. paper,mixup)")
-        return items
-
-    def flag_type(self):
-        return f"comma list of {'|'.join(self.choices)}"
-
-
-class _IntListParser(flags.ListParser):
-    """A comma-separated list of whole numbers, e.g. 1,3."""
-
-    def parse(self, argument):
-        items = super().parse(argument)
-        try:
-            return [int(item) for item in items]
-        except ValueError:
-            raise ValueError(f"{argument!r} must be whole numbers, e.g. 1,3") from None
-
-    def flag_type(self):
-        return "comma list of whole numbers"
-
-
-def define_flags(flag_values=flags.FLAGS):
-    """Defines one absl flag per option of `TrainConfig`, named as `to_flags` names them."""
-    for name, field, default in _leaves(TrainConfig()):
-        help_text, choices = field.metadata["help"], field.metadata["choices"]
-        kind = _element_type(field)
-        common = dict(flag_values=flag_values)
-        if isinstance(default, tuple):
-            parser = _EnumListParser(choices) if choices else _IntListParser()
-            flags.DEFINE(parser, name, _recorded(field, default), help_text,
-                         serializer=flags.CsvListSerializer(","), **common)
-        elif choices:
-            flags.DEFINE_enum(name, default, choices, help_text, **common)
-        elif kind is bool:
-            flags.DEFINE_boolean(name, default, help_text, **common)
-        else:
-            define = {str: flags.DEFINE_string, int: flags.DEFINE_integer,
-                      float: flags.DEFINE_float}[kind]
-            define(name, default, help_text, **common)
-        if field.metadata["valid"]:
-            flags.register_validator(
-                name, functools.partial(_valid_flag_value, name, field),
-                message=f"must be {field.metadata['valid'].describe(kind)}", **common)
-
-
-def _valid_flag_value(name, field, value):
-    items = value if isinstance(value, list) else [value]
-    return all(_problem(name, field, item) is None for item in items)
-
-
-def from_flag_values(flag_values=flags.FLAGS):
-    """The `TrainConfig` of parsed flags (see `define_flags`)."""
-    names = TrainConfig().to_flags()
-    return TrainConfig.from_flags({name: flag_values[name].value for name in names})

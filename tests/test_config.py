@@ -5,7 +5,7 @@ import re
 import pytest
 from absl import flags
 
-from keras_audio_cnn import config
+from keras_audio_cnn import cli, config
 from keras_audio_cnn.errors import ConfigError
 
 # run.json of a run trained before options were grouped (keras_audio_cnn at 8506787).
@@ -25,15 +25,15 @@ OLD_RUN_JSON = {
 
 def parse(*argv):
     flag_values = flags.FlagValues()
-    config.define_flags(flag_values)
+    cli.define_flags(flag_values)
     flag_values(["train.py", *argv])
-    return config.from_flag_values(flag_values)
+    return cli.from_flag_values(flag_values)
 
 
 def test_every_option_is_a_flag_with_its_default():
     assert parse().to_flags() == config.TrainConfig().to_flags()
     flag_values = flags.FlagValues()
-    config.define_flags(flag_values)
+    cli.define_flags(flag_values)
     assert set(flag_values) == set(config.TrainConfig().to_flags())
     for name, field_default in config.TrainConfig().to_flags().items():
         assert flag_values[name].help, name

@@ -13,18 +13,18 @@ from absl import flags
 from hypothesis import HealthCheck, given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
-from keras_audio_cnn import config
+from keras_audio_cnn import cli, config
 from tfds_builders import audio_io
 
-NUMERIC = {name: field for name, field, default in config._leaves(config.TrainConfig())
-           if config._element_type(field) in (int, float)}
+NUMERIC = {name: field for name, field, default in config.options_of(config.TrainConfig())
+           if config.value_type(field) in (int, float)}
 
 
 def parse(*argv):
     flag_values = flags.FlagValues()
-    config.define_flags(flag_values)
+    cli.define_flags(flag_values)
     flag_values(["train.py", *argv])
-    return config.from_flag_values(flag_values)
+    return cli.from_flag_values(flag_values)
 
 
 values = st.one_of(
@@ -75,8 +75,8 @@ def test_random_audio_arrays_decode_to_a_clip_or_one_line(samples, rate, contain
     buffer = io.BytesIO()
     try:
         sf.write(buffer, samples, rate, format=kind, subtype=subtype)
-    except (sf.LibsndfileError, ValueError):
-        return  # not a file libsndfile writes (e.g. FLAC at this rate): nothing to decode
+    except (sf.LibsndfileError, ValueError, AssertionError):
+        return  # not a file libsndfile writes (FLAC of NaN, ...): nothing to decode
     buffer.seek(0)
     try:
         clip = audio_io.load_clip(buffer, 8000, 800)
