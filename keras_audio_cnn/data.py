@@ -100,6 +100,13 @@ class Source:
         example_bytes = self.num_samples * channels * np.dtype(audio.np_dtype).itemsize
         return int(np.clip(SHUFFLE_BUFFER_BYTES // max(example_bytes, 1), 16, MAX_SHUFFLE_BUFFER))
 
+    def num_examples(self, task, part):
+        """The number of examples of a task's part ("train", "valid" or "test")."""
+        if task.fold is not None:
+            in_fold = np.asarray(self.fold_of_example) == task.fold
+            return int(np.sum(in_fold if part == "test" else ~in_fold))
+        return int(self.builder.info.splits[getattr(task, part)].num_examples)
+
     def load(self, task, part, batch_size, *, shuffle=False, seed=0, flags=False,
              copies=False, drop_remainder=False):
         """Batched `(waveform float32 [batch, num_samples], label)` of a task's part.
@@ -127,12 +134,17 @@ class Source:
                 return fold == wanted if part == "test" else fold != wanted
 
             ds = ds.enumerate().filter(in_part).map(lambda index, example: example)
+        # `filter` and `flat_map` lose the number of examples, which Keras shows
+        # (as `Unknown`) and a batch count needs: it is known, so restore it.
+        examples = self.num_examples(task, part)
         if copies:
             ds = ds.flat_map(
                 lambda example: tf.data.Dataset.from_tensors(dict(example, _flag=0.0)).concatenate(
                     tf.data.Dataset.from_tensors(dict(example, _flag=1.0))
                 )
             )
+            examples *= 2
+        ds = ds.apply(tf.data.experimental.assert_cardinality(examples))
         audio = self.builder.info.features[self.audio_key]
         if shuffle:
             ds = ds.shuffle(self.shuffle_buffer(), seed=seed, reshuffle_each_iteration=True)

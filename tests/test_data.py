@@ -95,3 +95,30 @@ def test_shuffle_buffer_is_bounded_in_bytes_and_every_epoch_is_reshuffled(spoken
     first, second = ([x.numpy().tobytes() for xs, _ in ds for x in xs] for _ in range(2))
     assert len(first) == len(set(first)) == 40 and set(first) == set(second)
     assert first != second
+
+
+@pytest.fixture(scope="module")
+def folder_source(make_sounds):
+    work = make_sounds(files_per_class=4)  # 3 classes x 4 files, 0.4-0.5 s: one clip each
+    return data.open_source("audio_folder", str(work / "tfds"), audio_dir=str(work / "audio"),
+                            sample_rate=8000, clip_seconds=0.5, num_folds=3)
+
+
+@pytest.mark.parametrize("part", ["train", "test"])
+@pytest.mark.parametrize("copies", [False, True])
+@pytest.mark.parametrize("drop_remainder", [False, True])
+def test_batches_keep_their_cardinality(spoken_digit, folder_source, part, copies,
+                                        drop_remainder):
+    # Keras's progress bar shows `steps/Unknown` in the first epoch without it.
+    sources = [(spoken_digit, spoken_digit.tasks[1], {"train": 40, "test": 10}),
+               (folder_source, folder_source.tasks[0], None)]
+    for source, task, examples in sources:
+        if examples is None:  # Fold splits: TFDS knows their sizes.
+            examples = {p: source.builder.info.splits[getattr(task, p)].num_examples
+                        for p in ("train", "test")}
+        clips = examples[part] * (2 if copies else 1)
+        ds = source.load(task, part, 3, shuffle=True, flags=copies, copies=copies,
+                         drop_remainder=drop_remainder)
+        batches = clips // 3 if drop_remainder else -(-clips // 3)
+        assert int(ds.cardinality()) == batches
+        assert sum(1 for _ in ds) == batches
