@@ -191,6 +191,7 @@ def make_config(
     headers = scan.read_headers(root, paths_by_class)
     num_samples = clips.clip_length(headers.values(), sample_rate, clip_seconds)
     csv_path = root / FOLDS_CSV
+    scan.check_link(csv_path)
     if csv_path.is_file():
         folds = read_folds_csv(csv_path, root, sorted(headers), num_folds)
         fold_source = FOLDS_CSV

@@ -502,6 +502,76 @@ class ErrorTest(_TestCase):
         root = self._classes(a__x=np.ones(10, np.int16), b__y=np.ones(10, np.int16))
         self._assert_error(r"holds 2 audio files, fewer than num_folds=5", root)
 
+    def test_dangling_file_link_names_the_link_and_its_missing_target(self):
+        root = self._classes(a__x=np.ones(10, np.int16), b__y=np.ones(10, np.int16))
+        (root / "a" / "gone.wav").symlink_to(self.tmp / "moved" / "gone.wav")
+        self._assert_error(
+            f"^{root / 'a' / 'gone.wav'} is a symbolic link to {self.tmp / 'moved' / 'gone.wav'}, "
+            "which does not exist; restore its target or remove the link$", root)
+
+    def test_dangling_class_folder_link_is_not_ignored(self):
+        root = self._classes(a__x=np.ones(10, np.int16), b__y=np.ones(10, np.int16))
+        (root / "c").symlink_to("../elsewhere")  # Relative: named from the link's folder.
+        self._assert_error(
+            f"^{root / 'c'} is a symbolic link to {root / '../elsewhere'}, which does not exist",
+            root)
+
+    def test_symbolic_link_loop_as_a_class_folder(self):
+        root = self._classes(a__x=np.ones(10, np.int16), b__y=np.ones(10, np.int16))
+        (root / "c").symlink_to("c")
+        self._assert_error(f"^{root / 'c'} is a symbolic link loop \\(to c, which leads back", root)
+
+    def test_folder_link_back_to_its_own_folder_is_a_loop(self):
+        root = self._classes(a__x=np.ones(10, np.int16), b__y=np.ones(10, np.int16))
+        (root / "a" / "again").symlink_to("..")
+        self._assert_error(f"^folder {root / 'a' / 'again' / 'a'} is a symbolic link back to a "
+                           f"folder it is in \\({root / 'a'}\\), a loop", root)
+
+    def test_dangling_folds_csv_link_is_not_ignored(self):
+        root = self._classes(a__x=np.ones(10, np.int16), b__y=np.ones(10, np.int16))
+        (root / "folds.csv").symlink_to(self.tmp / "folds.csv")
+        self._assert_error(f"^{root / 'folds.csv'} is a symbolic link to {self.tmp / 'folds.csv'}, "
+                           "which does not exist", root, num_folds=2)
+
+    def test_links_to_existing_files_and_folders_are_followed(self):
+        root = self._classes(a__x=np.ones(10, np.int16), b__y=np.ones(10, np.int16),
+                             elsewhere__z=np.ones(10, np.int16))
+        (root / "elsewhere").rename(self.tmp / "elsewhere")
+        (root / "c").symlink_to(self.tmp / "elsewhere")
+        (root / "a" / "w.wav").symlink_to(root / "b" / "y.wav")
+        config = afb.make_config(root, sample_rate=_RATE, num_folds=2)
+        self.assertEqual([f.path for f in config.files], ["a/w.wav", "a/x.wav", "b/y.wav", "c/z.wav"])
+
+    def test_unreadable_folder_and_file(self):
+        # Permissions are not checked for root, who runs these tests in containers:
+        # the file system's answer is simulated.
+        root = self._classes(a__x=np.ones(10, np.int16), b__y=np.ones(10, np.int16))
+        denied = {root / "b"}
+        iterdir, open_ = pathlib.Path.iterdir, pathlib.Path.open
+
+        def refuse(method):
+            def call(path, *args, **kwargs):
+                if path in denied:
+                    raise PermissionError(13, "Permission denied", str(path))
+                return method(path, *args, **kwargs)
+            return call
+
+        with mock.patch.object(pathlib.Path, "iterdir", refuse(iterdir)):
+            self._assert_error(
+                f"^cannot list folder {root / 'b'}: permission denied; make it readable "
+                f"\\(chmod u\\+rx\\) or move it out of {root}$", root)
+        denied = {root / "a" / "x.wav"}
+        with mock.patch.object(pathlib.Path, "open", refuse(open_)):
+            self._assert_error(
+                f"^cannot read audio file {root / 'a' / 'x.wav'}: permission denied; make it "
+                "readable \\(chmod u\\+r\\) or move it out of the folder$", root)
+        (root / "folds.csv").write_text("filename,fold\na/x.wav,1\nb/y.wav,2\n")
+        denied = {root / "folds.csv"}
+        with mock.patch.object(pathlib.Path, "open", refuse(open_)):
+            self._assert_error(
+                f"^cannot read {root / 'folds.csv'}: permission denied; make it readable "
+                "\\(chmod u\\+r\\), or remove it", root, num_folds=2)
+
     @parameterized.parameters(
         ({"sample_rate": 0}, "sample_rate must be"),
         ({"sample_rate": 22050.5}, "sample_rate must be"),
