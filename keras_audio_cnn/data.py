@@ -23,6 +23,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 import tfds_builders
+import tfds_builders.common
 import tfds_builders.folds
 from tfds_builders.audio_io import MAX_CLIP_SECONDS, AudioDataError
 
@@ -65,6 +66,9 @@ class Source:
     class_names: list
     tasks: list
     skipped_files: list
+    # {file name: why it looks damaged}: files kept although suspect (cut short,
+    # too short, all zero), sorted by name; see `suspect_files`.
+    suspect_files: dict = dataclasses.field(default_factory=dict)
     audio_key: str = "audio"
     label_key: str = "label"
     # For carved folds: the fold number of every example of `train`, in order.
@@ -294,6 +298,18 @@ def skipped_files(builder):
     return list(metadata.get("skipped_files", [])) if metadata else []
 
 
+def suspect_files(builder):
+    """{file name: reason} of the files the builder kept although they look damaged.
+
+    Recorded in the prepared dataset's metadata by the builders here
+    (`tfds_builders.common.SUSPECT_FILES`); empty for other datasets and for data
+    prepared before the check existed.
+    """
+    metadata = builder.info.metadata
+    suspects = metadata.get(tfds_builders.common.SUSPECT_FILES) if metadata else None
+    return dict(sorted((suspects or {}).items()))
+
+
 def open_source(dataset, data_dir=None, manual_dir=None, *, audio_dir=None,
                 sample_rate=None, clip_seconds=None, num_folds=None):
     """Prepares a dataset (downloading or reading `manual_dir`) and returns its `Source`.
@@ -321,6 +337,7 @@ def open_source(dataset, data_dir=None, manual_dir=None, *, audio_dir=None,
         class_names=list(builder.info.features[label_key].names),
         tasks=tasks,
         skipped_files=skipped_files(builder),
+        suspect_files=suspect_files(builder),
         audio_key=audio_key,
         label_key=label_key,
     )

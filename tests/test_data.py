@@ -5,6 +5,7 @@ from unittest import mock
 
 import numpy as np
 import pytest
+import soundfile as sf
 import tensorflow_datasets as tfds
 
 from keras_audio_cnn import data
@@ -122,3 +123,12 @@ def test_batches_keep_their_cardinality(spoken_digit, folder_source, part, copie
         batches = clips // 3 if drop_remainder else -(-clips // 3)
         assert int(ds.cardinality()) == batches
         assert sum(1 for _ in ds) == batches
+
+
+def test_source_lists_the_suspect_files_its_builder_kept(make_sounds):
+    work = make_sounds(classes=("a", "b"), files_per_class=2)
+    sf.write(work / "audio" / "b" / "silent.wav", np.zeros(4000), 8000)
+    source = data.open_source("audio_folder", str(work / "tfds"), audio_dir=str(work / "audio"),
+                              sample_rate=8000, num_folds=2)
+    assert source.suspect_files == {"b/silent.wav": "every sample is zero"}
+    assert data.suspect_files(source.builder) == source.suspect_files

@@ -1,5 +1,7 @@
-"""What the audio builders share: int16 audio stored as bytes, archive sources."""
+"""What the audio builders share: int16 audio stored as bytes, archive sources,
+and the record of suspect files."""
 
+from absl import logging
 from etils import epath
 import numpy as np
 import requests
@@ -7,11 +9,41 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from tensorflow_datasets.core.proto import feature_pb2
 
-from tfds_builders.audio_io import AudioDataError, one_line
+from tfds_builders.audio_io import AudioDataError, load_clip_checked, one_line
 
 # Seconds to wait for a host before declaring the machine offline. TFDS's own
 # downloader retries 10 times with backoff (about 200 s on a machine without DNS).
 _PROBE_TIMEOUT = (5, 10)
+# Key of `builder.info.metadata`: {file name: why it looks damaged} of the files
+# kept although `audio_io.load_clip_checked` found them suspect. Saved with the
+# prepared dataset (metadata.json); data prepared before it existed lacks it.
+SUSPECT_FILES = "suspect_files"
+
+
+def metadata(**entries):
+    """A builder's `info.metadata`: `entries`, and an empty record of suspect files."""
+    return tfds.core.MetadataDict({**entries, SUSPECT_FILES: {}})
+
+
+def load_clip_noting_suspects(builder, path_or_fileobj, name, sample_rate, num_samples):
+    """`audio_io.load_clip`; a suspect file is kept, logged and recorded in the metadata.
+
+    Args:
+      builder: the builder preparing the dataset; its `info.metadata` is made by
+        `metadata` and gets `{name: reason}` under `SUSPECT_FILES`.
+      path_or_fileobj: the audio file.
+      name: the file's name in the dataset (its `filename` feature).
+      sample_rate: rate of the clip, in Hz.
+      num_samples: length of the clip.
+    """
+    clip, suspect = load_clip_checked(path_or_fileobj, sample_rate, num_samples)
+    if suspect:
+        builder.info.metadata[SUSPECT_FILES][name] = suspect
+        logging.warning(
+            "%s: kept %s, which looks damaged (recorded in info.metadata[%r]): %s",
+            builder.name, name, SUSPECT_FILES, suspect,
+        )
+    return clip
 
 
 class BytesAudio(tfds.features.Audio):

@@ -33,7 +33,7 @@ from tfds_builders.audio_folder.options import (
     DEFAULT_SAMPLE_RATE,
     check_options,
 )
-from tfds_builders.audio_io import AudioDataError, load_clip
+from tfds_builders.audio_io import AudioDataError
 from tfds_builders.folds import stratified_folds
 
 
@@ -106,7 +106,7 @@ class Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
                 }
             ),
             supervised_keys=("audio", "label"),
-            metadata=tfds.core.MetadataDict(config.options),
+            metadata=common.metadata(**config.options),
         )
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
@@ -129,7 +129,9 @@ class Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
             length = clips.resampled_length(
                 audio_file.num_frames, audio_file.file_rate, config.sample_rate
             )
-            waveform = load_clip(path, config.sample_rate, length)
+            waveform = common.load_clip_noting_suspects(
+                self, path, audio_file.path, config.sample_rate, length
+            )
             for index, clip in enumerate(clips.cut_clips(waveform, config.num_samples)):
                 yield f"{audio_file.path}:{index}", {
                     "audio": clip,
