@@ -653,6 +653,17 @@ class ErrorTest(_TestCase):
 
 
 class FakeDataTest(_TestCase):
+    def test_balanced_folds_csv(self):
+        root = fake_data.write_fake_audio_folder(self._tmp(), classes=("a", "b", "c", "d"),
+                                                 files_per_class=8, seconds=0.05)
+        written = fake_data.write_folds_csv(root, 2)
+        config = afb.make_config(root, sample_rate=_RATE, num_folds=2)
+        self.assertEqual(config.fold_source, "folds.csv")
+        self.assertEqual({f.path: f.fold for f in config.files}, written)
+        for label in range(4):
+            self.assertEqual(sorted(f.fold for f in config.files if f.label == label),
+                             [1] * 4 + [2] * 4)
+
     def test_deterministic_with_varied_encodings(self):
         first = fake_data.write_fake_audio_folder(self._tmp(),
                                                   formats=_FORMATS, seconds=0.1)
