@@ -16,7 +16,6 @@ A dataset's protocol is a list of `Task`s, one model each:
 import dataclasses
 import os
 import re
-import shutil
 
 import numpy as np
 import tensorflow as tf
@@ -25,6 +24,7 @@ import tensorflow_datasets as tfds
 import tfds_builders
 import tfds_builders.common
 import tfds_builders.folds
+import tfds_builders.preparation
 from tfds_builders.audio_io import MAX_CLIP_SECONDS, AudioDataError
 
 # The catalog's builders, and the audio folder (made from --audio_dir, not by name).
@@ -171,29 +171,16 @@ class Source:
         return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
 
 
-def _new_entries(directory, before):
-    if not os.path.isdir(directory):
-        return []
-    return [os.path.join(directory, n) for n in set(os.listdir(directory)) - before]
-
-
 def _prepare(builder, manual_dir):
-    """Runs `download_and_prepare`; on failure removes what it created under data_dir."""
-    root = os.fspath(builder.data_dir_root)
-    root_existed = os.path.isdir(root)
-    before = set(os.listdir(root)) if root_existed else set()
-    dataset_dir = os.path.join(root, builder.name)
-    before_dataset = set(os.listdir(dataset_dir)) if os.path.isdir(dataset_dir) else set()
-    try:
-        builder.download_and_prepare(
-            download_config=tfds.download.DownloadConfig(manual_dir=manual_dir)
-        )
-    except BaseException:
-        for path in _new_entries(dataset_dir, before_dataset) + _new_entries(root, before):
-            shutil.rmtree(path, ignore_errors=True)
-        if not root_existed:
-            shutil.rmtree(root, ignore_errors=True)
-        raise
+    """Prepares the builder's dataset or reuses it (`tfds_builders.preparation.prepare`).
+
+    One process at a time prepares a dataset in a data_dir (others wait, then
+    reuse it), leftovers of killed preparations of it are removed, and a failed
+    preparation removes only what it created.
+    """
+    tfds_builders.preparation.prepare(
+        builder, tfds.download.DownloadConfig(manual_dir=manual_dir)
+    )
 
 
 def _known(dataset):
@@ -314,8 +301,10 @@ def open_source(dataset, data_dir=None, manual_dir=None, *, audio_dir=None,
                 sample_rate=None, clip_seconds=None, num_folds=None):
     """Prepares a dataset (downloading or reading `manual_dir`) and returns its `Source`.
 
-    On failure everything this call created under `data_dir` is removed, so a
-    retry starts clean, and the error is an `AudioDataError` with one line.
+    A dataset another process is preparing in `data_dir` is waited for and
+    reused. On failure what this call created under `data_dir` is removed (and
+    nothing of other processes' work), so a retry starts clean, and the error
+    is an `AudioDataError` with one line.
     """
     check_dataset_name(dataset, audio_dir)
     if manual_dir is not None and not os.path.isdir(manual_dir):
