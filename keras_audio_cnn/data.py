@@ -11,9 +11,14 @@ A dataset's protocol is a list of `Task`s, one model each:
   `validation` when there is one, tested on `test`;
 - catalog datasets with only `train`: deterministic stratified folds over it
   (`tfds_builders.folds`).
+
+`Source.data_record(task)` identifies exactly the examples a task trains and is
+tested on, for a model to record and an evaluation to check; `open_prepared`
+opens the prepared data again without the source data it was made from.
 """
 
 import dataclasses
+import hashlib
 import os
 import re
 
@@ -31,6 +36,9 @@ from tfds_builders.audio_io import MAX_CLIP_SECONDS, AudioDataError
 DATASETS = tuple(sorted(tfds_builders.DATASETS + ("audio_folder",)))
 CATALOG_PREFIX = "tfds:"
 _FOLD_SPLIT = re.compile(r"fold(\d+)$")
+# Features that identify an example in `Source.data_record`, where a dataset has them.
+_FILENAME = "filename"
+_CLIP_INDEX = "clip_index"  # The audio folder's clips of one file.
 # Carved folds are `tfds_builders.folds.stratified_folds` of the example indices
 # with its fixed default seed (`tfds_builders.folds.SEED`), by class name.
 _CATALOG_FOLDS = 5
@@ -78,6 +86,10 @@ class Source:
     fold_assignment: str | None = None
     # Set by `detached`: where `reopened` finds the prepared data.
     prepared_dir: str | None = None
+    # {split: (file names or None, identities) of its examples, in order}, filled
+    # by `data_record`.
+    _identities: dict = dataclasses.field(default_factory=dict, init=False, repr=False,
+                                          compare=False)
 
     def detached(self):
         """This source without its builder, to send to another process or machine.
@@ -103,6 +115,78 @@ class Source:
         channels = int(np.prod(audio.shape[1:])) if audio.shape and len(audio.shape) > 1 else 1
         example_bytes = self.num_samples * channels * np.dtype(audio.np_dtype).itemsize
         return int(np.clip(SHUFFLE_BUFFER_BYTES // max(example_bytes, 1), 16, MAX_SHUFFLE_BUFFER))
+
+    def data_record(self, task):
+        """What a task's model trains and is tested on, as a small JSON-able dict.
+
+        Recorded with a model, it tells whether the data it is evaluated on
+        later is the same: the dataset (`dataset`, its TFDS `config` or None,
+        `version`: `open_prepared` opens it again), the `task`, and for each of
+        its `parts` ("train", "valid" if it has one, "test") the TFDS `split`,
+        the `num_examples` and a `fingerprint` of exactly which examples they
+        are (carved folds: the examples of the fold, or of the others). With a
+        `filename` feature, also `test_files`: the test part's file names,
+        sorted, each once, to say which files changed.
+
+        An example is identified by its `filename` feature (`<filename>:<clip
+        index>` for an audio folder's clips) or, for datasets without one, by
+        the SHA-256 of its stored audio; a part's fingerprint is the SHA-256 hex
+        digest of its examples' identities, sorted, one a line. Reading them
+        decodes no audio (file names: only those are parsed).
+        """
+        parts = {}
+        for part in ("train", "valid", "test"):
+            split = getattr(task, part)
+            if split is None:
+                continue
+            identities = self._part_identities(task, part)
+            text = "".join(f"{identity}\n" for identity in sorted(identities))
+            parts[part] = {
+                "split": split,
+                "num_examples": len(identities),
+                "fingerprint": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+            }
+        record = {
+            "dataset": self.name,
+            "config": self.builder.info.config_name or None,
+            "version": str(self.builder.info.version),
+            "task": task.name,
+            "carved_fold": task.fold,
+            "parts": parts,
+        }
+        if _FILENAME in self.builder.info.features:
+            test = self._part_identities(task, "test", files=True)
+            record["test_files"] = sorted(set(test))
+        return record
+
+    def _part_identities(self, task, part, files=False):
+        """The identities (or with `files`, the file names) of a task's part's examples."""
+        split = getattr(task, part)
+        identities = [i for s in split.split("+") for i in self._split_identities(s, files)]
+        if task.fold is None:
+            return identities
+        in_fold = np.asarray(self.fold_of_example) == task.fold
+        keep = in_fold if part == "test" else ~in_fold
+        return [identity for identity, kept in zip(identities, keep) if kept]
+
+    def _split_identities(self, split, files=False):
+        if split not in self._identities:
+            features = self.builder.info.features
+            if _FILENAME in features:
+                keys = [k for k in (_FILENAME, _CLIP_INDEX) if k in features]
+                columns = _columns(self.builder, split, keys, self.audio_key)
+                names = [name.decode("utf-8") for name in columns[_FILENAME]]
+                clips = columns.get(_CLIP_INDEX)
+                self._identities[split] = (names, names if clips is None else [
+                    f"{name}:{clip}" for name, clip in zip(names, clips)])
+            else:
+                audio = _columns(self.builder, split, [self.audio_key], self.audio_key)
+                hashes = [hashlib.sha256(
+                    a if isinstance(a, bytes) else np.ascontiguousarray(a).tobytes()
+                ).hexdigest() for a in audio[self.audio_key]]
+                self._identities[split] = (None, hashes)
+        names, identities = self._identities[split]
+        return names if files else identities
 
     def num_examples(self, task, part):
         """The number of examples of a task's part ("train", "valid" or "test")."""
@@ -315,6 +399,45 @@ def open_source(dataset, data_dir=None, manual_dir=None, *, audio_dir=None,
     builder = make_builder(dataset, data_dir, audio_dir=audio_dir, sample_rate=sample_rate,
                            clip_seconds=clip_seconds, num_folds=num_folds)
     _prepare(builder, manual_dir)
+    return _source_of(builder, dataset)
+
+
+def open_prepared(data_dir, dataset, config, version):
+    """The `Source` of a dataset prepared earlier in `data_dir`, without its raw data.
+
+    Reads `<data_dir>/<builder name>/<config>/<version>/` with
+    `tfds.builder_from_directory`, which needs neither the builder's code, nor
+    the archive or audio folder it was made from, and prepares nothing: e.g. an
+    audio folder's data after the folder was changed or removed. The source is
+    the one `open_source` returned when it prepared it: the same tasks, classes,
+    rates, skipped and suspect files, and carved folds.
+
+    Args:
+      data_dir: the TFDS data directory it was prepared in.
+      dataset: the dataset's name as given to `open_source` (`esc50`,
+        `gtzan/fault_filtered`, `audio_folder`, `tfds:NAME`), also
+        `Source.data_record(task)["dataset"]`.
+      config: its TFDS config name (`data_record(task)["config"]`), None for a
+        builder without configs.
+      version: its version, e.g. "1.0.0" (`data_record(task)["version"]`).
+
+    Raises:
+      AudioDataError: no prepared data there.
+    """
+    name = dataset[len(CATALOG_PREFIX):] if dataset.startswith(CATALOG_PREFIX) else dataset
+    path = os.path.join(os.fspath(data_dir), name.split("/")[0], *([config] if config else []),
+                        str(version))
+    if not tf.io.gfile.exists(os.path.join(path, "dataset_info.json")):
+        config_text = f", config {config}" if config else ""
+        raise AudioDataError(
+            f"dataset {dataset}{config_text}, version {version} is not prepared in {data_dir} "
+            f"(no {path}); prepare it again from its source data with the same options"
+        )
+    return _source_of(tfds.builder_from_directory(path), dataset)
+
+
+def _source_of(builder, dataset):
+    """The `Source` of a prepared builder of the dataset named `dataset`."""
     audio_key, label_key = _supervised_keys(builder, dataset)
     audio = builder.info.features[audio_key]
     tasks = protocol(builder)
@@ -335,15 +458,29 @@ def open_source(dataset, data_dir=None, manual_dir=None, *, audio_dir=None,
     else:
         source.num_samples = _longest_clip(source, tasks[0].train)
     if any(task.fold is not None for task in tasks):
-        labels = _column(source, "train", label_key)
+        labels = _columns(source.builder, "train", [label_key], audio_key)[label_key]
         source.fold_of_example = _carved_folds(labels, source.class_names, len(tasks))
         source.fold_assignment = tfds_builders.folds.FOLD_ASSIGNMENT
     return source
 
 
-def _column(source, split, key):
-    ds = source.builder.as_dataset(split=split, shuffle_files=False)
-    return np.concatenate([b.numpy() for b in ds.map(lambda e: e[key]).batch(4096)])
+def _columns(builder, split, keys, audio_key):
+    """Features `keys` of every example of a split, in order: {key: numpy array or list}.
+
+    The audio is not decoded (`tfds.decode.SkipDecoding`): reading labels or file
+    names costs reading the records, and an audio column is the stored bytes
+    (or values). (`tfds.decode.PartialDecoding`, which would not parse the audio
+    either, logs TFDS's "`FeatureConnector.dtype` is deprecated" warning.)
+    """
+    decoders = {audio_key: tfds.decode.SkipDecoding()}
+    ds = builder.as_dataset(split=split, shuffle_files=False, decoders=decoders)
+    ds = ds.map(lambda example: {key: example[key] for key in keys})
+    if not all(spec.shape.is_fully_defined() for spec in ds.element_spec.values()):
+        examples = list(tfds.as_numpy(ds))  # Audio of varying length: no batches.
+        return {key: [example[key] for example in examples] for key in keys}
+    batches = list(tfds.as_numpy(ds.batch(4096)))
+    return {key: np.concatenate([batch[key] for batch in batches]) if batches else np.array([])
+            for key in keys}
 
 
 def _longest_clip(source, split):
