@@ -18,7 +18,6 @@ opens the prepared data again without the source data it was made from.
 """
 
 import dataclasses
-import hashlib
 import os
 import re
 
@@ -30,15 +29,13 @@ import tfds_builders
 import tfds_builders.common
 import tfds_builders.folds
 import tfds_builders.preparation
+from tfds_builders import identities as identities_lib
 from tfds_builders.audio_io import MAX_CLIP_SECONDS, AudioDataError
 
 # The catalog's builders, and the audio folder (made from --audio_dir, not by name).
 DATASETS = tuple(sorted(tfds_builders.DATASETS + ("audio_folder",)))
 CATALOG_PREFIX = "tfds:"
 _FOLD_SPLIT = re.compile(r"fold(\d+)$")
-# Features that identify an example in `Source.data_record`, where a dataset has them.
-_FILENAME = "filename"
-_CLIP_INDEX = "clip_index"  # The audio folder's clips of one file.
 # Carved folds are `tfds_builders.folds.stratified_folds` of the example indices
 # with its fixed default seed (`tfds_builders.folds.SEED`), by class name.
 _CATALOG_FOLDS = 5
@@ -131,21 +128,16 @@ class Source:
         An example is identified by its `filename` feature (`<filename>:<clip
         index>` for an audio folder's clips) or, for datasets without one, by
         the SHA-256 of its stored audio; a part's fingerprint is the SHA-256 hex
-        digest of its examples' identities, sorted, one a line. Reading them
-        decodes no audio (file names: only those are parsed).
+        digest of its examples' identities, sorted, one a line
+        (`tfds_builders.identities`). Reading them decodes no audio; each split
+        is read once per source.
         """
         parts = {}
         for part in ("train", "valid", "test"):
-            split = getattr(task, part)
-            if split is None:
-                continue
-            identities = self._part_identities(task, part)
-            text = "".join(f"{identity}\n" for identity in sorted(identities))
-            parts[part] = {
-                "split": split,
-                "num_examples": len(identities),
-                "fingerprint": hashlib.sha256(text.encode("utf-8")).hexdigest(),
-            }
+            if getattr(task, part) is not None:
+                identities = self._part_identities(task, part)
+                parts[part] = {"split": getattr(task, part), "num_examples": len(identities),
+                               "fingerprint": identities_lib.fingerprint(identities)}
         record = {
             "dataset": self.name,
             "config": self.builder.info.config_name or None,
@@ -154,45 +146,31 @@ class Source:
             "carved_fold": task.fold,
             "parts": parts,
         }
-        if _FILENAME in self.builder.info.features:
-            test = self._part_identities(task, "test", files=True)
-            record["test_files"] = sorted(set(test))
+        if identities_lib.FILENAME in self.builder.info.features:
+            record["test_files"] = sorted(set(self._part_identities(task, "test", files=True)))
         return record
 
     def _part_identities(self, task, part, files=False):
         """The identities (or with `files`, the file names) of a task's part's examples."""
-        split = getattr(task, part)
-        identities = [i for s in split.split("+") for i in self._split_identities(s, files)]
+        identities = []
+        for split in getattr(task, part).split("+"):
+            if split not in self._identities:
+                self._identities[split] = identities_lib.split_identities(
+                    self.builder, split, self.audio_key)
+            identities += self._identities[split][0 if files else 1]
         if task.fold is None:
             return identities
-        in_fold = np.asarray(self.fold_of_example) == task.fold
-        keep = in_fold if part == "test" else ~in_fold
-        return [identity for identity, kept in zip(identities, keep) if kept]
+        return [i for i, kept in zip(identities, self._in_part(task, part)) if kept]
 
-    def _split_identities(self, split, files=False):
-        if split not in self._identities:
-            features = self.builder.info.features
-            if _FILENAME in features:
-                keys = [k for k in (_FILENAME, _CLIP_INDEX) if k in features]
-                columns = _columns(self.builder, split, keys, self.audio_key)
-                names = [name.decode("utf-8") for name in columns[_FILENAME]]
-                clips = columns.get(_CLIP_INDEX)
-                self._identities[split] = (names, names if clips is None else [
-                    f"{name}:{clip}" for name, clip in zip(names, clips)])
-            else:
-                audio = _columns(self.builder, split, [self.audio_key], self.audio_key)
-                hashes = [hashlib.sha256(
-                    a if isinstance(a, bytes) else np.ascontiguousarray(a).tobytes()
-                ).hexdigest() for a in audio[self.audio_key]]
-                self._identities[split] = (None, hashes)
-        names, identities = self._identities[split]
-        return names if files else identities
+    def _in_part(self, task, part):
+        """For carved folds: whether each example of `train` is in the task's part."""
+        in_fold = np.asarray(self.fold_of_example) == task.fold
+        return in_fold if part == "test" else ~in_fold
 
     def num_examples(self, task, part):
         """The number of examples of a task's part ("train", "valid" or "test")."""
         if task.fold is not None:
-            in_fold = np.asarray(self.fold_of_example) == task.fold
-            return int(np.sum(in_fold if part == "test" else ~in_fold))
+            return int(np.sum(self._in_part(task, part)))
         return int(self.builder.info.splits[getattr(task, part)].num_examples)
 
     def load(self, task, part, batch_size, *, shuffle=False, seed=0, flags=False,
@@ -253,18 +231,6 @@ class Source:
 
         ds = ds.map(to_waveform, num_parallel_calls=tf.data.AUTOTUNE)
         return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
-
-
-def _prepare(builder, manual_dir):
-    """Prepares the builder's dataset or reuses it (`tfds_builders.preparation.prepare`).
-
-    One process at a time prepares a dataset in a data_dir (others wait, then
-    reuse it), leftovers of killed preparations of it are removed, and a failed
-    preparation removes only what it created.
-    """
-    tfds_builders.preparation.prepare(
-        builder, tfds.download.DownloadConfig(manual_dir=manual_dir)
-    )
 
 
 def _known(dataset):
@@ -398,7 +364,8 @@ def open_source(dataset, data_dir=None, manual_dir=None, *, audio_dir=None,
         )
     builder = make_builder(dataset, data_dir, audio_dir=audio_dir, sample_rate=sample_rate,
                            clip_seconds=clip_seconds, num_folds=num_folds)
-    _prepare(builder, manual_dir)
+    # Waits for another process preparing it; a failure removes only what it created.
+    tfds_builders.preparation.prepare(builder, tfds.download.DownloadConfig(manual_dir=manual_dir))
     return _source_of(builder, dataset)
 
 
@@ -458,29 +425,10 @@ def _source_of(builder, dataset):
     else:
         source.num_samples = _longest_clip(source, tasks[0].train)
     if any(task.fold is not None for task in tasks):
-        labels = _columns(source.builder, "train", [label_key], audio_key)[label_key]
+        labels = identities_lib.columns(source.builder, "train", [label_key], audio_key)[label_key]
         source.fold_of_example = _carved_folds(labels, source.class_names, len(tasks))
         source.fold_assignment = tfds_builders.folds.FOLD_ASSIGNMENT
     return source
-
-
-def _columns(builder, split, keys, audio_key):
-    """Features `keys` of every example of a split, in order: {key: numpy array or list}.
-
-    The audio is not decoded (`tfds.decode.SkipDecoding`): reading labels or file
-    names costs reading the records, and an audio column is the stored bytes
-    (or values). (`tfds.decode.PartialDecoding`, which would not parse the audio
-    either, logs TFDS's "`FeatureConnector.dtype` is deprecated" warning.)
-    """
-    decoders = {audio_key: tfds.decode.SkipDecoding()}
-    ds = builder.as_dataset(split=split, shuffle_files=False, decoders=decoders)
-    ds = ds.map(lambda example: {key: example[key] for key in keys})
-    if not all(spec.shape.is_fully_defined() for spec in ds.element_spec.values()):
-        examples = list(tfds.as_numpy(ds))  # Audio of varying length: no batches.
-        return {key: [example[key] for example in examples] for key in keys}
-    batches = list(tfds.as_numpy(ds.batch(4096)))
-    return {key: np.concatenate([batch[key] for batch in batches]) if batches else np.array([])
-            for key in keys}
 
 
 def _longest_clip(source, split):
