@@ -600,6 +600,11 @@ class ErrorTest(_TestCase):
         config = afb.make_config(root, sample_rate=_RATE, num_folds=2)
         self.assertEqual([f.path for f in config.files], ["a/w.wav", "a/x.wav", "b/y.wav", "c/z.wav"])
 
+    def test_named_pipe_with_an_audio_name_is_refused_not_opened(self):
+        root = self._classes(a__x=np.ones(10, np.int16), b__y=np.ones(10, np.int16))
+        os.mkfifo(root / "b" / "stream.wav")
+        self._assert_error(f"^{root / 'b' / 'stream.wav'} is not a regular file", root)
+
     def test_unreadable_folder_and_file(self):
         # Permissions are not checked for root, who runs these tests in containers:
         # the file system's answer is simulated.

@@ -241,6 +241,11 @@ def _fix(err, mode):
 
 def _read_header(path):
     """(frames, sample rate) of an audio file, from its header."""
+    if not path.is_file():  # Opening a named pipe would wait for a writer forever.
+        raise AudioDataError(
+            f"{path} is not a regular file (a named pipe, socket or device); move it out of "
+            "the folder"
+        )
     try:
         audio_file = path.open("rb")
     except OSError as err:  # Permission denied, or removed since it was listed.
