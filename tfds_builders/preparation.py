@@ -66,18 +66,29 @@ def prepare(builder, download_config=None):
         builder.download_and_prepare(download_config=download_config)
         return
     if _complete(version_dir) and not _stale(version_dir):
-        return  # The builder read the prepared data's info when it was made.
+        _read_info(builder, version_dir)
+        return
     created = _missing_folders(builder, version_dir)
     try:
         with _exclusive(version_dir):
             _remove_stale(version_dir)
             if _complete(version_dir):  # Prepared by another process meanwhile.
-                builder.info.read_from_directory(version_dir)
+                _read_info(builder, version_dir)
                 return
             builder.download_and_prepare(download_config=download_config)
     except BaseException:
         _remove_empty(created, pathlib.Path(os.fspath(builder.data_dir_root)) / builder.name)
         raise
+
+
+def _read_info(builder, version_dir):
+    """Reads the prepared data's info into `builder`, if it was made before the data was.
+
+    (A builder reads it when it is made; one made while another process was
+    still preparing has the info of its code: no splits.)
+    """
+    if not builder.info.splits:
+        builder.info.read_from_directory(version_dir)
 
 
 def lock_path(version_dir):
