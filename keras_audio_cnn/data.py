@@ -11,19 +11,25 @@ A dataset's protocol is a list of `Task`s, one model each:
   `validation` when there is one, tested on `test`;
 - catalog datasets with only `train`: deterministic stratified folds over it
   (`tfds_builders.folds`).
+
+`Source.data_record(task)` identifies exactly the examples a task trains and is
+tested on, for a model to record and an evaluation to check; `open_prepared`
+opens the prepared data again without the source data it was made from.
 """
 
 import dataclasses
 import os
 import re
-import shutil
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
 import tfds_builders
+import tfds_builders.common
 import tfds_builders.folds
+import tfds_builders.preparation
+from tfds_builders import identities as identities_lib
 from tfds_builders.audio_io import MAX_CLIP_SECONDS, AudioDataError
 
 # The catalog's builders, and the audio folder (made from --audio_dir, not by name).
@@ -65,6 +71,9 @@ class Source:
     class_names: list
     tasks: list
     skipped_files: list
+    # {file name: why it looks damaged}: files kept although suspect (cut short,
+    # too short, all zero), sorted by name; see `suspect_files`.
+    suspect_files: dict = dataclasses.field(default_factory=dict)
     audio_key: str = "audio"
     label_key: str = "label"
     # For carved folds: the fold number of every example of `train`, in order.
@@ -74,6 +83,10 @@ class Source:
     fold_assignment: str | None = None
     # Set by `detached`: where `reopened` finds the prepared data.
     prepared_dir: str | None = None
+    # {split: (file names or None, identities) of its examples, in order}, filled
+    # by `data_record`.
+    _identities: dict = dataclasses.field(default_factory=dict, init=False, repr=False,
+                                          compare=False)
 
     def detached(self):
         """This source without its builder, to send to another process or machine.
@@ -99,6 +112,66 @@ class Source:
         channels = int(np.prod(audio.shape[1:])) if audio.shape and len(audio.shape) > 1 else 1
         example_bytes = self.num_samples * channels * np.dtype(audio.np_dtype).itemsize
         return int(np.clip(SHUFFLE_BUFFER_BYTES // max(example_bytes, 1), 16, MAX_SHUFFLE_BUFFER))
+
+    def data_record(self, task):
+        """What a task's model trains and is tested on, as a small JSON-able dict.
+
+        Recorded with a model, it tells whether the data it is evaluated on
+        later is the same: the dataset (`dataset`, its TFDS `config` or None,
+        `version`: `open_prepared` opens it again), the `task`, and for each of
+        its `parts` ("train", "valid" if it has one, "test") the TFDS `split`,
+        the `num_examples` and a `fingerprint` of exactly which examples they
+        are (carved folds: the examples of the fold, or of the others). With a
+        `filename` feature, also `test_files`: the test part's file names,
+        sorted, each once, to say which files changed.
+
+        An example is identified by its `filename` feature (`<filename>:<clip
+        index>` for an audio folder's clips) or, for datasets without one, by
+        the SHA-256 of its stored audio; a part's fingerprint is the SHA-256 hex
+        digest of its examples' identities, sorted, one a line
+        (`tfds_builders.identities`). Reading them decodes no audio; each split
+        is read once per source.
+        """
+        parts = {}
+        for part in ("train", "valid", "test"):
+            if getattr(task, part) is not None:
+                identities = self._part_identities(task, part)
+                parts[part] = {"split": getattr(task, part), "num_examples": len(identities),
+                               "fingerprint": identities_lib.fingerprint(identities)}
+        record = {
+            "dataset": self.name,
+            "config": self.builder.info.config_name or None,
+            "version": str(self.builder.info.version),
+            "task": task.name,
+            "carved_fold": task.fold,
+            "parts": parts,
+        }
+        if identities_lib.FILENAME in self.builder.info.features:
+            record["test_files"] = sorted(set(self._part_identities(task, "test", files=True)))
+        return record
+
+    def _part_identities(self, task, part, files=False):
+        """The identities (or with `files`, the file names) of a task's part's examples."""
+        identities = []
+        for split in getattr(task, part).split("+"):
+            if split not in self._identities:
+                self._identities[split] = identities_lib.split_identities(
+                    self.builder, split, self.audio_key)
+            identities += self._identities[split][0 if files else 1]
+        if task.fold is None:
+            return identities
+        return [i for i, kept in zip(identities, self._in_part(task, part)) if kept]
+
+    def _in_part(self, task, part):
+        """For carved folds: whether each example of `train` is in the task's part."""
+        in_fold = np.asarray(self.fold_of_example) == task.fold
+        return in_fold if part == "test" else ~in_fold
+
+    def num_examples(self, task, part):
+        """The number of examples of a task's part ("train", "valid" or "test")."""
+        if task.fold is not None:
+            return int(np.sum(self._in_part(task, part)))
+        return int(self.builder.info.splits[getattr(task, part)].num_examples)
 
     def load(self, task, part, batch_size, *, shuffle=False, seed=0, flags=False,
              copies=False, drop_remainder=False):
@@ -127,12 +200,17 @@ class Source:
                 return fold == wanted if part == "test" else fold != wanted
 
             ds = ds.enumerate().filter(in_part).map(lambda index, example: example)
+        # `filter` and `flat_map` lose the number of examples, which Keras shows
+        # (as `Unknown`) and a batch count needs: it is known, so restore it.
+        examples = self.num_examples(task, part)
         if copies:
             ds = ds.flat_map(
                 lambda example: tf.data.Dataset.from_tensors(dict(example, _flag=0.0)).concatenate(
                     tf.data.Dataset.from_tensors(dict(example, _flag=1.0))
                 )
             )
+            examples *= 2
+        ds = ds.apply(tf.data.experimental.assert_cardinality(examples))
         audio = self.builder.info.features[self.audio_key]
         if shuffle:
             ds = ds.shuffle(self.shuffle_buffer(), seed=seed, reshuffle_each_iteration=True)
@@ -153,31 +231,6 @@ class Source:
 
         ds = ds.map(to_waveform, num_parallel_calls=tf.data.AUTOTUNE)
         return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
-
-
-def _new_entries(directory, before):
-    if not os.path.isdir(directory):
-        return []
-    return [os.path.join(directory, n) for n in set(os.listdir(directory)) - before]
-
-
-def _prepare(builder, manual_dir):
-    """Runs `download_and_prepare`; on failure removes what it created under data_dir."""
-    root = os.fspath(builder.data_dir_root)
-    root_existed = os.path.isdir(root)
-    before = set(os.listdir(root)) if root_existed else set()
-    dataset_dir = os.path.join(root, builder.name)
-    before_dataset = set(os.listdir(dataset_dir)) if os.path.isdir(dataset_dir) else set()
-    try:
-        builder.download_and_prepare(
-            download_config=tfds.download.DownloadConfig(manual_dir=manual_dir)
-        )
-    except BaseException:
-        for path in _new_entries(dataset_dir, before_dataset) + _new_entries(root, before):
-            shutil.rmtree(path, ignore_errors=True)
-        if not root_existed:
-            shutil.rmtree(root, ignore_errors=True)
-        raise
 
 
 def _known(dataset):
@@ -282,12 +335,26 @@ def skipped_files(builder):
     return list(metadata.get("skipped_files", [])) if metadata else []
 
 
+def suspect_files(builder):
+    """{file name: reason} of the files the builder kept although they look damaged.
+
+    Recorded in the prepared dataset's metadata by the builders here
+    (`tfds_builders.common.SUSPECT_FILES`); empty for other datasets and for data
+    prepared before the check existed.
+    """
+    metadata = builder.info.metadata
+    suspects = metadata.get(tfds_builders.common.SUSPECT_FILES) if metadata else None
+    return dict(sorted((suspects or {}).items()))
+
+
 def open_source(dataset, data_dir=None, manual_dir=None, *, audio_dir=None,
                 sample_rate=None, clip_seconds=None, num_folds=None):
     """Prepares a dataset (downloading or reading `manual_dir`) and returns its `Source`.
 
-    On failure everything this call created under `data_dir` is removed, so a
-    retry starts clean, and the error is an `AudioDataError` with one line.
+    A dataset another process is preparing in `data_dir` is waited for and
+    reused. On failure what this call created under `data_dir` is removed (and
+    nothing of other processes' work), so a retry starts clean, and the error
+    is an `AudioDataError` with one line.
     """
     check_dataset_name(dataset, audio_dir)
     if manual_dir is not None and not os.path.isdir(manual_dir):
@@ -297,7 +364,47 @@ def open_source(dataset, data_dir=None, manual_dir=None, *, audio_dir=None,
         )
     builder = make_builder(dataset, data_dir, audio_dir=audio_dir, sample_rate=sample_rate,
                            clip_seconds=clip_seconds, num_folds=num_folds)
-    _prepare(builder, manual_dir)
+    # Waits for another process preparing it; a failure removes only what it created.
+    tfds_builders.preparation.prepare(builder, tfds.download.DownloadConfig(manual_dir=manual_dir))
+    return _source_of(builder, dataset)
+
+
+def open_prepared(data_dir, dataset, config, version):
+    """The `Source` of a dataset prepared earlier in `data_dir`, without its raw data.
+
+    Reads `<data_dir>/<builder name>/<config>/<version>/` with
+    `tfds.builder_from_directory`, which needs neither the builder's code, nor
+    the archive or audio folder it was made from, and prepares nothing: e.g. an
+    audio folder's data after the folder was changed or removed. The source is
+    the one `open_source` returned when it prepared it: the same tasks, classes,
+    rates, skipped and suspect files, and carved folds.
+
+    Args:
+      data_dir: the TFDS data directory it was prepared in.
+      dataset: the dataset's name as given to `open_source` (`esc50`,
+        `gtzan/fault_filtered`, `audio_folder`, `tfds:NAME`), also
+        `Source.data_record(task)["dataset"]`.
+      config: its TFDS config name (`data_record(task)["config"]`), None for a
+        builder without configs.
+      version: its version, e.g. "1.0.0" (`data_record(task)["version"]`).
+
+    Raises:
+      AudioDataError: no prepared data there.
+    """
+    name = dataset[len(CATALOG_PREFIX):] if dataset.startswith(CATALOG_PREFIX) else dataset
+    path = os.path.join(os.fspath(data_dir), name.split("/")[0], *([config] if config else []),
+                        str(version))
+    if not tf.io.gfile.exists(os.path.join(path, "dataset_info.json")):
+        config_text = f", config {config}" if config else ""
+        raise AudioDataError(
+            f"dataset {dataset}{config_text}, version {version} is not prepared in {data_dir} "
+            f"(no {path}); prepare it again from its source data with the same options"
+        )
+    return _source_of(tfds.builder_from_directory(path), dataset)
+
+
+def _source_of(builder, dataset):
+    """The `Source` of a prepared builder of the dataset named `dataset`."""
     audio_key, label_key = _supervised_keys(builder, dataset)
     audio = builder.info.features[audio_key]
     tasks = protocol(builder)
@@ -309,6 +416,7 @@ def open_source(dataset, data_dir=None, manual_dir=None, *, audio_dir=None,
         class_names=list(builder.info.features[label_key].names),
         tasks=tasks,
         skipped_files=skipped_files(builder),
+        suspect_files=suspect_files(builder),
         audio_key=audio_key,
         label_key=label_key,
     )
@@ -317,15 +425,10 @@ def open_source(dataset, data_dir=None, manual_dir=None, *, audio_dir=None,
     else:
         source.num_samples = _longest_clip(source, tasks[0].train)
     if any(task.fold is not None for task in tasks):
-        labels = _column(source, "train", label_key)
+        labels = identities_lib.columns(source.builder, "train", [label_key], audio_key)[label_key]
         source.fold_of_example = _carved_folds(labels, source.class_names, len(tasks))
         source.fold_assignment = tfds_builders.folds.FOLD_ASSIGNMENT
     return source
-
-
-def _column(source, split, key):
-    ds = source.builder.as_dataset(split=split, shuffle_files=False)
-    return np.concatenate([b.numpy() for b in ds.map(lambda e: e[key]).batch(4096)])
 
 
 def _longest_clip(source, split):

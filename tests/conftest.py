@@ -136,6 +136,18 @@ def sounds(make_sounds):
 
 
 @pytest.fixture(scope="session")
+def balanced_folds():
+    """`balanced_folds(work, num_folds)`: writes `<work>/audio/folds.csv` dealing each class
+    of a `make_sounds` folder evenly over the folds (without it, each file's fold is a hash
+    of its path, balanced only on average); returns {relative path: fold}."""
+
+    def write(work, num_folds):
+        return folder_fake.write_folds_csv(work / "audio", num_folds)
+
+    return write
+
+
+@pytest.fixture(scope="session")
 def folder_flags():
     """`folder_flags(work, num_folds=3, data_dir=None)`: train.py flags for the tiny folder
     of `make_sounds` (0.5 s clips at 8 kHz), prepared in `data_dir` (default `<work>/tfds`)."""

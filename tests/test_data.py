@@ -1,14 +1,20 @@
 """Protocols from splits, carved folds, and a TFDS catalog dataset through data.py."""
 
+import hashlib
+import json
 import os
+import shutil
 from unittest import mock
 
 import numpy as np
 import pytest
+import soundfile as sf
 import tensorflow_datasets as tfds
+from tensorflow_datasets.core.features import feature as feature_lib
 
 from keras_audio_cnn import data
-from tfds_builders import folds
+from tfds_builders import common, folds
+from tfds_builders.audio_folder import fake_data as folder_fake
 from tfds_builders.audio_io import AudioDataError
 
 
@@ -95,3 +101,142 @@ def test_shuffle_buffer_is_bounded_in_bytes_and_every_epoch_is_reshuffled(spoken
     first, second = ([x.numpy().tobytes() for xs, _ in ds for x in xs] for _ in range(2))
     assert len(first) == len(set(first)) == 40 and set(first) == set(second)
     assert first != second
+
+
+@pytest.fixture(scope="module")
+def folder_source(make_sounds):
+    work = make_sounds(files_per_class=4)  # 3 classes x 4 files, 0.4-0.5 s: one clip each
+    return data.open_source("audio_folder", str(work / "tfds"), audio_dir=str(work / "audio"),
+                            sample_rate=8000, clip_seconds=0.5, num_folds=3)
+
+
+@pytest.mark.parametrize("part", ["train", "test"])
+@pytest.mark.parametrize("copies", [False, True])
+@pytest.mark.parametrize("drop_remainder", [False, True])
+def test_batches_keep_their_cardinality(spoken_digit, folder_source, part, copies,
+                                        drop_remainder):
+    # Keras's progress bar shows `steps/Unknown` in the first epoch without it.
+    sources = [(spoken_digit, spoken_digit.tasks[1], {"train": 40, "test": 10}),
+               (folder_source, folder_source.tasks[0], None)]
+    for source, task, examples in sources:
+        if examples is None:  # Fold splits: TFDS knows their sizes.
+            examples = {p: source.builder.info.splits[getattr(task, p)].num_examples
+                        for p in ("train", "test")}
+        clips = examples[part] * (2 if copies else 1)
+        ds = source.load(task, part, 3, shuffle=True, flags=copies, copies=copies,
+                         drop_remainder=drop_remainder)
+        batches = clips // 3 if drop_remainder else -(-clips // 3)
+        assert int(ds.cardinality()) == batches
+        assert sum(1 for _ in ds) == batches
+
+
+def test_source_lists_the_suspect_files_its_builder_kept(make_sounds):
+    work = make_sounds(classes=("a", "b"), files_per_class=2)
+    sf.write(work / "audio" / "b" / "silent.wav", np.zeros(4000), 8000)
+    source = data.open_source("audio_folder", str(work / "tfds"), audio_dir=str(work / "audio"),
+                              sample_rate=8000, num_folds=2)
+    assert source.suspect_files == {"b/silent.wav": "every sample is zero"}
+    assert data.suspect_files(source.builder) == source.suspect_files
+
+
+def _digest(lines):
+    return hashlib.sha256("".join(f"{line}\n" for line in sorted(lines)).encode()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def long_files(tmp_path_factory):
+    """An audio folder prepared with 0.5 s clips: 1.2 s files give clips 0 and 1 (2 folds)."""
+    work = tmp_path_factory.mktemp("long")
+    folder_fake.write_fake_audio_folder(work / "audio", classes=("a", "b"), files_per_class=4,
+                                        seconds=(0.3, 1.2), formats=("wav",))
+    source = data.open_source("audio_folder", str(work / "tfds"), audio_dir=str(work / "audio"),
+                              sample_rate=8000, clip_seconds=0.5, num_folds=2)
+    return work, source
+
+
+def test_data_record_of_an_audio_folder_names_its_clips_and_test_files(long_files):
+    work, source = long_files
+    clips = {}  # (filename, clip index) of every clip, by fold
+    for fold in (1, 2):
+        ds = source.builder.as_dataset(split=f"fold{fold}")
+        clips[fold] = [(e["filename"].decode(), int(e["clip_index"])) for e in tfds.as_numpy(ds)]
+    assert max(index for c in clips.values() for _, index in c) >= 1  # long files: 2 clips
+    for task, (train, test) in zip(source.tasks, [(2, 1), (1, 2)]):
+        record = source.data_record(task)
+        assert json.loads(json.dumps(record)) == record
+        assert {k: record[k] for k in ("dataset", "config", "version", "task", "carved_fold")} == {
+            "dataset": "audio_folder", "config": source.builder.info.config_name,
+            "version": "1.0.0", "task": task.name, "carved_fold": None}
+        assert record["parts"] == {
+            part: {"split": f"fold{fold}", "num_examples": len(clips[fold]),
+                   "fingerprint": _digest(f"{name}:{index}" for name, index in clips[fold])}
+            for part, fold in (("train", train), ("test", test))}
+        assert record["test_files"] == sorted({name for name, _ in clips[test]})
+    first, second = (source.data_record(task) for task in source.tasks)
+    assert first["parts"]["test"]["fingerprint"] != second["parts"]["test"]["fingerprint"]
+
+
+def test_data_record_decodes_no_audio_and_logs_no_deprecation(long_files):
+    work, source = long_files
+    fresh = data.open_prepared(str(work / "tfds"), "audio_folder",
+                               source.builder.info.config_name, "1.0.0")
+    with mock.patch.object(common.BytesAudio, "decode_example", side_effect=AssertionError), \
+            mock.patch.object(feature_lib, "log_tf_warning") as deprecated:
+        assert fresh.data_record(fresh.tasks[0]) == source.data_record(source.tasks[0])
+    deprecated.assert_not_called()  # "`FeatureConnector.dtype` is deprecated"
+
+
+def test_data_record_of_carved_folds_hashes_the_audio_of_their_examples(spoken_digit):
+    train = spoken_digit.builder.as_dataset(split="train", shuffle_files=False)
+    hashes = np.array([hashlib.sha256(e["audio"].tobytes()).hexdigest()
+                       for e in tfds.as_numpy(train)])
+    fingerprints = set()
+    for task in spoken_digit.tasks:
+        record = spoken_digit.data_record(task)
+        in_fold = spoken_digit.fold_of_example == task.fold
+        assert record["carved_fold"] == task.fold and "test_files" not in record
+        assert (record["dataset"], record["config"]) == ("tfds:spoken_digit", None)
+        assert record["parts"] == {
+            "train": {"split": "train", "num_examples": 40,
+                      "fingerprint": _digest(hashes[~in_fold])},
+            "test": {"split": "train", "num_examples": 10, "fingerprint": _digest(hashes[in_fold])},
+        }
+        fingerprints.add(record["parts"]["test"]["fingerprint"])
+    assert len(fingerprints) == 5
+
+
+def test_open_prepared_reads_an_audio_folder_that_is_gone(tmp_path):
+    folder_fake.write_fake_audio_folder(tmp_path / "audio", classes=("a", "b"), files_per_class=3,
+                                        seconds=0.1, formats=("wav",))
+    sf.write(tmp_path / "audio" / "a" / "silent.wav", np.zeros(800), 8000)
+    source = data.open_source("audio_folder", str(tmp_path / "tfds"),
+                              audio_dir=str(tmp_path / "audio"), sample_rate=8000, num_folds=2)
+    records = [source.data_record(task) for task in source.tasks]
+    shutil.rmtree(tmp_path / "audio")
+    record = records[0]
+    again = data.open_prepared(str(tmp_path / "tfds"), record["dataset"], record["config"],
+                               record["version"])
+    for field in ("name", "sample_rate", "num_samples", "class_names", "tasks", "skipped_files",
+                  "suspect_files", "audio_key", "label_key", "fold_assignment"):
+        assert getattr(again, field) == getattr(source, field), field
+    assert again.suspect_files == {"a/silent.wav": "every sample is zero"}
+    assert [again.data_record(task) for task in again.tasks] == records
+    before, after = (next(iter(s.load(s.tasks[0], "test", 8))) for s in (source, again))
+    np.testing.assert_array_equal(before[0], after[0])
+
+
+def test_open_prepared_gives_carved_folds_as_open_source_does(spoken_digit, tmp_path):
+    record = spoken_digit.data_record(spoken_digit.tasks[2])
+    data_dir = os.path.dirname(os.path.dirname(os.fspath(spoken_digit.builder.data_dir)))
+    again = data.open_prepared(data_dir, record["dataset"], record["config"], record["version"])
+    assert again.tasks == spoken_digit.tasks
+    assert again.fold_assignment == spoken_digit.fold_assignment == folds.FOLD_ASSIGNMENT
+    np.testing.assert_array_equal(again.fold_of_example, spoken_digit.fold_of_example)
+    assert again.num_samples == spoken_digit.num_samples
+    assert again.data_record(again.tasks[2]) == record
+    with pytest.raises(AudioDataError) as error:
+        data.open_prepared(str(tmp_path), "gtzan/fault_filtered", "fault_filtered", "1.0.0")
+    assert str(error.value) == (
+        f"dataset gtzan/fault_filtered, config fault_filtered, version 1.0.0 is not prepared in "
+        f"{tmp_path} (no {tmp_path}/gtzan/fault_filtered/1.0.0); prepare it again from its "
+        "source data with the same options")

@@ -8,7 +8,9 @@ dataset after that module, which is its folder's name.
 `audio_folder/` is not in the catalog (as TFDS keeps its own `ImageFolder` out):
 it is made from a folder of recordings with `audio_folder.builder.make_builder`,
 so it is neither imported here nor listed in `DATASETS`. `audio_io` (decoding)
-and `folds` (stratified folds) serve all the builders.
+and `folds` (stratified and per-file folds) serve all the builders;
+`preparation` (preparing next to other processes) and `identities` (which
+examples a prepared split holds) serve any TFDS builder.
 """
 
 import importlib

@@ -1,15 +1,49 @@
-"""What the audio builders share: int16 audio stored as bytes, archive sources."""
+"""What the audio builders share: int16 audio stored as bytes, archive sources,
+and the record of suspect files."""
 
+from absl import logging
 from etils import epath
 import numpy as np
 import requests
+import tensorflow as tf
 import tensorflow_datasets as tfds
+from tensorflow_datasets.core.proto import feature_pb2
 
-from tfds_builders.audio_io import AudioDataError, one_line
+from tfds_builders.audio_io import AudioDataError, load_clip_checked, one_line
 
 # Seconds to wait for a host before declaring the machine offline. TFDS's own
 # downloader retries 10 times with backoff (about 200 s on a machine without DNS).
 _PROBE_TIMEOUT = (5, 10)
+# Key of `builder.info.metadata`: {file name: why it looks damaged} of the files
+# kept although `audio_io.load_clip_checked` found them suspect. Saved with the
+# prepared dataset (metadata.json); data prepared before it existed lacks it.
+SUSPECT_FILES = "suspect_files"
+
+
+def metadata(**entries):
+    """A builder's `info.metadata`: `entries`, and an empty record of suspect files."""
+    return tfds.core.MetadataDict({**entries, SUSPECT_FILES: {}})
+
+
+def load_clip_noting_suspects(builder, path_or_fileobj, name, sample_rate, num_samples):
+    """`audio_io.load_clip`; a suspect file is kept, logged and recorded in the metadata.
+
+    Args:
+      builder: the builder preparing the dataset; its `info.metadata` is made by
+        `metadata` and gets `{name: reason}` under `SUSPECT_FILES`.
+      path_or_fileobj: the audio file.
+      name: the file's name in the dataset (its `filename` feature).
+      sample_rate: rate of the clip, in Hz.
+      num_samples: length of the clip.
+    """
+    clip, suspect = load_clip_checked(path_or_fileobj, sample_rate, num_samples)
+    if suspect:
+        builder.info.metadata[SUSPECT_FILES][name] = suspect
+        logging.warning(
+            "%s: kept %s, which looks damaged (recorded in info.metadata[%r]): %s",
+            builder.name, name, SUSPECT_FILES, suspect,
+        )
+    return clip
 
 
 class BytesAudio(tfds.features.Audio):
@@ -21,12 +55,37 @@ class BytesAudio(tfds.features.Audio):
     through `tfds.features.Tensor.encode_example`: with `Encoding.BYTES` a clip is
     stored as its raw int16 bytes, 2 bytes a sample. Reading, `sample_rate` and the
     saved metadata are those of `Audio`.
+
+    TFDS's `Audio.to_json_content` (saving the features) and `Tensor.decode_example`
+    (reading raw bytes) read the deprecated `FeatureConnector.dtype`, which logs
+    "`FeatureConnector.dtype` is deprecated" on every preparation and read; here
+    both take the dtype from `np_dtype` instead, with the same results.
     """
 
     def encode_example(self, audio_or_path_or_fobj):
         if isinstance(audio_or_path_or_fobj, np.ndarray):
             return tfds.features.Tensor.encode_example(self, audio_or_path_or_fobj)
         return super().encode_example(audio_or_path_or_fobj)
+
+    def to_json_content(self):
+        # `Audio.to_json_content`, the same proto, with the dtype of `np_dtype`.
+        tensor = tfds.features.Tensor.to_json_content(self)
+        return feature_pb2.AudioFeature(
+            shape=tensor.shape,
+            dtype=tensor.dtype,
+            file_format=self._file_format,
+            sample_rate=self.sample_rate,
+            encoding=self._encoding.name,
+            lazy_decode=self._lazy_decode,
+        )
+
+    def decode_example(self, tfexample_data):
+        if self._encoding != tfds.features.Encoding.BYTES or self._lazy_decode or None in self.shape:
+            return super().decode_example(tfexample_data)
+        # `Tensor.decode_example` of a fixed-shape raw-bytes tensor (the audio is
+        # stored as samples, so `Audio` has nothing more to decode).
+        samples = tf.io.decode_raw(tfexample_data, tf.dtypes.as_dtype(self.np_dtype))
+        return tf.reshape(samples, self.shape)
 
 
 def int16_audio(num_samples, sample_rate, doc):

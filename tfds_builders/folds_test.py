@@ -1,4 +1,6 @@
-"""Tests of the stratified folds shared by the audio folder and data.py's carving."""
+"""Tests of the folds: data.py's stratified carving, the audio folder's per-file folds."""
+
+import hashlib
 
 from absl.testing import absltest
 from absl.testing import parameterized
@@ -59,6 +61,32 @@ class StratifiedFoldsTest(parameterized.TestCase):
         self.assertEqual(folds_lib.stratified_folds(shuffled, 5), folds)
         self.assertEqual(folds_lib.stratified_folds(keys_by_class, 5, seed=folds_lib.SEED), folds)
         self.assertNotEqual(folds_lib.stratified_folds(keys_by_class, 5, seed=1), folds)
+
+
+class FileFoldsTest(absltest.TestCase):
+    def test_a_fold_is_one_plus_the_sha256_of_salt_and_key_mod_num_folds(self):
+        keys = [f"{c}/{i}.wav" for c in ("a", "b", "été") for i in range(7)]
+        folds = folds_lib.file_folds(keys, 5)
+        for key in keys:
+            digest = hashlib.sha256((folds_lib.FILE_SALT + key).encode()).hexdigest()
+            self.assertEqual(folds[key], int(digest, 16) % 5 + 1)
+        self.assertEqual(folds_lib.FILE_SALT, "keras_audio_cnn/audio_folder/")
+        self.assertEqual(folds_lib.FILE_FOLD_ASSIGNMENT, "file-sha256-v1")
+        # Pinned: prepared audio folders name these folds.
+        self.assertEqual([folds[k] for k in ("a/0.wav", "b/1.wav", "été/2.wav")], [1, 2, 5])
+        self.assertNotEqual(folds_lib.file_folds(keys, 5, salt="other/"), folds)
+
+    def test_a_key_keeps_its_fold_whatever_other_keys_come_or_go(self):
+        keys = [f"k{i}" for i in range(200)]
+        alone = {k: folds_lib.file_folds([k], 4)[k] for k in keys}
+        self.assertEqual(folds_lib.file_folds(keys, 4), alone)
+        self.assertEqual(folds_lib.file_folds(keys[50:120], 4), {k: alone[k] for k in keys[50:120]})
+
+    def test_balanced_in_expectation(self):
+        folds = folds_lib.file_folds([f"class/{i:05d}.wav" for i in range(5000)], 5)
+        counts = np.bincount(list(folds.values()), minlength=6)[1:]
+        # 1000 each on average; binomial standard deviation about 28.
+        self.assertTrue(all(880 < c < 1120 for c in counts), counts)
 
 
 if __name__ == "__main__":

@@ -33,8 +33,8 @@ from tfds_builders.audio_folder.options import (
     DEFAULT_SAMPLE_RATE,
     check_options,
 )
-from tfds_builders.audio_io import AudioDataError, load_clip
-from tfds_builders.folds import stratified_folds
+from tfds_builders.audio_io import AudioDataError
+from tfds_builders.folds import FILE_FOLD_ASSIGNMENT, file_folds
 
 
 @dataclasses.dataclass(eq=False)
@@ -48,7 +48,9 @@ class AudioFolderConfig(tfds.core.BuilderConfig):
     classes: tuple = ()
     # scan.AudioFile entries, sorted by path; left out of the repr TFDS logs.
     files: tuple = dataclasses.field(default=(), repr=False)
-    fold_source: str = "stratified"  # Or FOLDS_CSV.
+    # Who dealt the folds: FILE_FOLD_ASSIGNMENT (`tfds_builders.folds.file_folds`)
+    # or FOLDS_CSV.
+    fold_source: str = FILE_FOLD_ASSIGNMENT
 
     @property
     def options(self):
@@ -106,7 +108,7 @@ class Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
                 }
             ),
             supervised_keys=("audio", "label"),
-            metadata=tfds.core.MetadataDict(config.options),
+            metadata=common.metadata(**config.options),
         )
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
@@ -129,7 +131,9 @@ class Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
             length = clips.resampled_length(
                 audio_file.num_frames, audio_file.file_rate, config.sample_rate
             )
-            waveform = load_clip(path, config.sample_rate, length)
+            waveform = common.load_clip_noting_suspects(
+                self, path, audio_file.path, config.sample_rate, length
+            )
             for index, clip in enumerate(clips.cut_clips(waveform, config.num_samples)):
                 yield f"{audio_file.path}:{index}", {
                     "audio": clip,
@@ -191,12 +195,13 @@ def make_config(
     headers = scan.read_headers(root, paths_by_class)
     num_samples = clips.clip_length(headers.values(), sample_rate, clip_seconds)
     csv_path = root / FOLDS_CSV
+    scan.check_link(csv_path)
     if csv_path.is_file():
         folds = read_folds_csv(csv_path, root, sorted(headers), num_folds)
         fold_source = FOLDS_CSV
     else:
-        folds = _stratified(root, paths_by_class, num_folds)
-        fold_source = "stratified"
+        folds = _file_folds(root, paths_by_class, num_folds)
+        fold_source = FILE_FOLD_ASSIGNMENT
     files = scan.audio_files(root, classes, paths_by_class, headers, folds)
     seconds = num_samples / sample_rate
     return AudioFolderConfig(
@@ -208,6 +213,7 @@ def make_config(
             num_samples=num_samples,
             num_folds=num_folds,
             folds_csv=csv_path if fold_source == FOLDS_CSV else None,
+            fold_assignment=None if fold_source == FOLDS_CSV else fold_source,
         ),
         description=(
             f"{root}: {len(classes)} classes, {len(files)} files, {seconds:g} s clips at "
@@ -223,18 +229,33 @@ def make_config(
     )
 
 
-def _stratified(root, paths_by_class, num_folds):
-    """{relative path: fold} of `tfds_builders.folds.stratified_folds`, with checks."""
+def _file_folds(root, paths_by_class, num_folds):
+    """{relative path: fold} of `tfds_builders.folds.file_folds`, with checks.
+
+    Raises `AudioDataError` when a fold gets no file; warns for each class that
+    some fold gets none of.
+    """
     num_files = sum(map(len, paths_by_class.values()))
     if num_files < num_folds:
         raise AudioDataError(
             f"audio_dir {root} holds {num_files} audio files, fewer than num_folds="
             f"{num_folds}; add recordings or use fewer folds"
         )
+    folds = file_folds([p for paths in paths_by_class.values() for p in paths], num_folds)
+    empty = sorted(set(range(1, num_folds + 1)) - set(folds.values()))
+    if empty:
+        raise AudioDataError(
+            f"audio_dir {root}: fold {empty[0]} of 1..{num_folds} gets none of its {num_files} "
+            "audio files (each file's fold is a hash of its path, balanced only on average); "
+            f"add recordings, use fewer folds (num_folds), or give every file's fold in "
+            f"{root / FOLDS_CSV}"
+        )
     for name, paths in paths_by_class.items():
-        if len(paths) < num_folds:
+        missing = sorted(set(range(1, num_folds + 1)) - {folds[p] for p in paths})
+        if missing:
             logging.warning(
-                "audio_folder: class %r has %d files for %d folds; some folds hold none of it.",
-                name, len(paths), num_folds,
+                "audio_folder: class %r has no file in fold(s) %s of 1..%d (%d files); models "
+                "tested on those folds see none of it.",
+                name, ", ".join(map(str, missing)), num_folds, len(paths),
             )
-    return stratified_folds(paths_by_class, num_folds)
+    return folds

@@ -24,6 +24,7 @@ import tensorflow_datasets as tfds
 import tfds_builders  # Registers the catalog's builders.
 from tfds_builders.audio_folder import builder as afb
 from tfds_builders.audio_folder import clips, fake_data, scan
+from tfds_builders import folds as folds_lib
 from tfds_builders.audio_io import AudioDataError
 
 _DUMMY_DATA = pathlib.Path(__file__).parent / "dummy_data"
@@ -140,7 +141,7 @@ class PrepareTest(_TestCase):
         metadata = self.builder.info.metadata
         self.assertEqual(metadata["audio_dir"], str(self.audio_dir.resolve()))
         self.assertEqual((metadata["sample_rate"], metadata["num_folds"]), (_RATE, 3))
-        self.assertEqual(metadata["folds"], "stratified")
+        self.assertEqual(metadata["folds"], folds_lib.FILE_FOLD_ASSIGNMENT)
         self.assertEqual(metadata["num_samples"], self.builder.info.features["audio"].shape[0])
         self.assertIn(str(self.audio_dir.resolve()), self.builder.builder_config.description)
         self.assertEqual(self.builder.info.supervised_keys, ("audio", "label"))
@@ -235,25 +236,75 @@ class FoldTest(_TestCase):
             root, classes=classes, files_per_class=files_per_class, seconds=0.05, formats=("wav",)
         )
 
-    def test_config_folds_are_stratified_and_repeatable(self):
+    def test_each_file_fold_is_a_hash_of_its_path_alone(self):
         root = self._folder(files_per_class=4, classes=("a", "b", "c"))
         first = afb.make_config(root, sample_rate=_RATE, num_folds=2)
         second = afb.make_config(root, sample_rate=_RATE, num_folds=2)
         self.assertEqual(first.name, second.name)
         self.assertEqual(first.files, second.files)
-        for label in range(3):
-            self.assertEqual(sorted(f.fold for f in first.files if f.label == label), [1, 1, 2, 2])
+        self.assertEqual({f.path: f.fold for f in first.files},
+                         folds_lib.file_folds([f.path for f in first.files], 2))
+
+    def test_growing_or_shrinking_the_folder_moves_no_file_to_another_fold(self):
+        # With folds dealt round-robin over classes, one added file re-dealt the
+        # others: a grown folder's test folds held files earlier models trained on.
+        root = self._folder(files_per_class=6, classes=("a", "b", "c"))
+        before = {f.path: f.fold for f in afb.make_config(root, sample_rate=_RATE,
+                                                          num_folds=3).files}
+        for name in ("a/new_1.wav", "a/new_2.wav", "c/deeper/new.wav", "b/0.wav"):
+            _write_int16(root / name, np.full(400, 1000, np.int16))
+        (root / "d").mkdir()  # A new class too.
+        _write_int16(root / "d" / "d.wav", np.full(400, 1000, np.int16))
+        grown = {f.path: f.fold for f in afb.make_config(root, sample_rate=_RATE,
+                                                         num_folds=3).files}
+        self.assertLen(grown, len(before) + 5)
+        self.assertEqual({path: grown[path] for path in before}, before)
+        for path in ("a/a_00.wav", "b/b_03.wav", "c/c_05.wav"):
+            (root / path).unlink()
+        shrunk = {f.path: f.fold for f in afb.make_config(root, sample_rate=_RATE,
+                                                          num_folds=3).files}
+        self.assertEqual(shrunk, {p: f for p, f in grown.items() if p in shrunk})
+        self.assertLen(shrunk, len(grown) - 3)
+
+    def test_a_fold_without_files_is_an_error_and_a_class_missing_from_one_a_warning(self):
+        root = self._tmp() / "audio"
+        # Names chosen by their hashes: in 3 folds, fold 3 gets none of the three
+        # files; in 2 folds, class a's one file is in fold 1, class b's in both.
+        def fold(path, num_folds):
+            return folds_lib.file_folds([path], num_folds)[path]
+
+        candidates = [f"{c}/{c}{i}.wav" for i in range(100) for c in "ab"]
+        usable = [p for p in candidates if fold(p, 3) != 3]
+        a = next(p for p in usable if p[0] == "a" and fold(p, 2) == 1)
+        b = [next(p for p in usable if p[0] == "b" and fold(p, 2) == k) for k in (1, 2)]
+        chosen = [a, *b]
+        self.assertEqual({fold(p, 3) for p in chosen}, {1, 2})
+        for path in chosen:
+            _write_int16(root / path, np.full(400, 1000, np.int16))
+        with self.assertRaisesRegex(
+                AudioDataError,
+                rf"^audio_dir {root}: fold 3 of 1..3 gets none of its 3 audio files \(each "
+                r"file's fold is a hash of its path, balanced only on average\); add recordings, "
+                rf"use fewer folds \(num_folds\), or give every file's fold in {root}/folds.csv$"):
+            afb.make_config(root, sample_rate=_RATE, num_folds=3)
+        with self.assertLogs("absl", level="WARNING") as logs:
+            config = afb.make_config(root, sample_rate=_RATE, num_folds=2)
+        self.assertEqual(sorted({f.fold for f in config.files}), [1, 2])
+        missing = [line for line in logs.output if "has no file in fold(s)" in line]
+        self.assertEqual([line.split(":", 2)[2] for line in missing],
+                         ["audio_folder: class 'a' has no file in fold(s) 2 of 1..2 (1 files); "
+                          "models tested on those folds see none of it."])
 
     def test_folds_csv_is_used_as_given(self):
         root = self._folder(files_per_class=3)
-        stratified = afb.make_config(root, sample_rate=_RATE, num_folds=2).name
+        dealt = afb.make_config(root, sample_rate=_RATE, num_folds=2).name
         given = {"a/a_00.wav": 1, "a/a_01.wav": 1, "a/a_02.wav": 1,
                  "b/b_00.wav": 2, "b/b_01.wav": 2, "b/b_02.wav": 1}
         rows = "".join(f"{name},{fold}\n" for name, fold in given.items())
         (root / "folds.csv").write_text("filename,fold,session\n" + rows.replace("\n", ",x\n"))
         builder = afb.make_builder(root, sample_rate=_RATE, num_folds=2,
                                    data_dir=root.parent / "tfds")
-        self.assertNotEqual(builder.builder_config.name, stratified)
+        self.assertNotEqual(builder.builder_config.name, dealt)
         self.assertEqual(builder.info.metadata["folds"], "folds.csv")
         builder.download_and_prepare()
         for fold in (1, 2):
@@ -337,6 +388,13 @@ class PinnedConfigTest(_TestCase):
     these configs. The name hashes the folder's absolute path, so the folder is
     given relative to the working directory and `Path.resolve` keeps it so: the
     hashed path is "recordings" wherever the test runs.
+
+    Without folds.csv, the folds and names are those of the per-file assignment
+    (`tfds_builders.folds.file_folds`, "file-sha256-v1"), computed when it
+    replaced the round-robin one: the folds changed (each is now a hash of the
+    file's path), and the name hashes the folds and the assignment's name. With
+    folds.csv the folds are the user's, the name leaves the assignment out, and
+    it is still the one of commit 8506787.
     """
 
     def setUp(self):
@@ -349,15 +407,15 @@ class PinnedConfigTest(_TestCase):
         self.addCleanup(resolve.stop)
 
     @parameterized.named_parameters(
-        ("stratified", {"sample_rate": 2000, "num_folds": 3}, False, "recordings-12fde3438422",
-         20000, "bird/b0.wav 3, bird/b1.wav 1, bird/field/b2.wav 2, bird/field/b3.wav 1, "
-         "cat/c0.wav 3, cat/c1.wav 1, cat/c2.wav 2, dog/d0.wav 2, dog/d1.wav 3, dog/d2.wav 1, "
-         "dog/d3.wav 3, dog/d4.wav 2"),
+        ("per_file", {"sample_rate": 2000, "num_folds": 3}, False, "recordings-79627975b54c",
+         20000, "bird/b0.wav 2, bird/b1.wav 2, bird/field/b2.wav 2, bird/field/b3.wav 3, "
+         "cat/c0.wav 3, cat/c1.wav 3, cat/c2.wav 2, dog/d0.wav 3, dog/d1.wav 2, dog/d2.wav 3, "
+         "dog/d3.wav 1, dog/d4.wav 1"),
         ("options", {"sample_rate": 4000, "clip_seconds": 0.25, "num_folds": 4}, False,
-         "recordings-81772d08cba6",
-         1000, "bird/b0.wav 3, bird/b1.wav 4, bird/field/b2.wav 2, bird/field/b3.wav 1, "
-         "cat/c0.wav 2, cat/c1.wav 3, cat/c2.wav 1, dog/d0.wav 4, dog/d1.wav 1, dog/d2.wav 2, "
-         "dog/d3.wav 4, dog/d4.wav 3"),
+         "recordings-cf558860e9ae",
+         1000, "bird/b0.wav 3, bird/b1.wav 2, bird/field/b2.wav 2, bird/field/b3.wav 3, "
+         "cat/c0.wav 1, cat/c1.wav 3, cat/c2.wav 1, dog/d0.wav 2, dog/d1.wav 4, dog/d2.wav 1, "
+         "dog/d3.wav 1, dog/d4.wav 1"),
         ("folds_csv", {"sample_rate": 2000, "num_folds": 2}, True, "recordings-66ab7696cdac",
          20000, "bird/b0.wav 1, bird/b1.wav 2, bird/field/b2.wav 1, bird/field/b3.wav 2, "
          "cat/c0.wav 1, cat/c1.wav 2, cat/c2.wav 1, dog/d0.wav 2, dog/d1.wav 1, dog/d2.wav 2, "
@@ -502,6 +560,81 @@ class ErrorTest(_TestCase):
         root = self._classes(a__x=np.ones(10, np.int16), b__y=np.ones(10, np.int16))
         self._assert_error(r"holds 2 audio files, fewer than num_folds=5", root)
 
+    def test_dangling_file_link_names_the_link_and_its_missing_target(self):
+        root = self._classes(a__x=np.ones(10, np.int16), b__y=np.ones(10, np.int16))
+        (root / "a" / "gone.wav").symlink_to(self.tmp / "moved" / "gone.wav")
+        self._assert_error(
+            f"^{root / 'a' / 'gone.wav'} is a symbolic link to {self.tmp / 'moved' / 'gone.wav'}, "
+            "which does not exist; restore its target or remove the link$", root)
+
+    def test_dangling_class_folder_link_is_not_ignored(self):
+        root = self._classes(a__x=np.ones(10, np.int16), b__y=np.ones(10, np.int16))
+        (root / "c").symlink_to("../elsewhere")  # Relative: named from the link's folder.
+        self._assert_error(
+            f"^{root / 'c'} is a symbolic link to {root / '../elsewhere'}, which does not exist",
+            root)
+
+    def test_symbolic_link_loop_as_a_class_folder(self):
+        root = self._classes(a__x=np.ones(10, np.int16), b__y=np.ones(10, np.int16))
+        (root / "c").symlink_to("c")
+        self._assert_error(f"^{root / 'c'} is a symbolic link loop \\(to c, which leads back", root)
+
+    def test_folder_link_back_to_its_own_folder_is_a_loop(self):
+        root = self._classes(a__x=np.ones(10, np.int16), b__y=np.ones(10, np.int16))
+        (root / "a" / "again").symlink_to("..")
+        self._assert_error(f"^folder {root / 'a' / 'again' / 'a'} is a symbolic link back to a "
+                           f"folder it is in \\({root / 'a'}\\), a loop", root)
+
+    def test_dangling_folds_csv_link_is_not_ignored(self):
+        root = self._classes(a__x=np.ones(10, np.int16), b__y=np.ones(10, np.int16))
+        (root / "folds.csv").symlink_to(self.tmp / "folds.csv")
+        self._assert_error(f"^{root / 'folds.csv'} is a symbolic link to {self.tmp / 'folds.csv'}, "
+                           "which does not exist", root, num_folds=2)
+
+    def test_links_to_existing_files_and_folders_are_followed(self):
+        root = self._classes(a__x=np.ones(10, np.int16), b__y=np.ones(10, np.int16),
+                             elsewhere__z=np.ones(10, np.int16))
+        (root / "elsewhere").rename(self.tmp / "elsewhere")
+        (root / "c").symlink_to(self.tmp / "elsewhere")
+        (root / "a" / "w.wav").symlink_to(root / "b" / "y.wav")
+        config = afb.make_config(root, sample_rate=_RATE, num_folds=2)
+        self.assertEqual([f.path for f in config.files], ["a/w.wav", "a/x.wav", "b/y.wav", "c/z.wav"])
+
+    def test_named_pipe_with_an_audio_name_is_refused_not_opened(self):
+        root = self._classes(a__x=np.ones(10, np.int16), b__y=np.ones(10, np.int16))
+        os.mkfifo(root / "b" / "stream.wav")
+        self._assert_error(f"^{root / 'b' / 'stream.wav'} is not a regular file", root)
+
+    def test_unreadable_folder_and_file(self):
+        # Permissions are not checked for root, who runs these tests in containers:
+        # the file system's answer is simulated.
+        root = self._classes(a__x=np.ones(10, np.int16), b__y=np.ones(10, np.int16))
+        denied = {root / "b"}
+        iterdir, open_ = pathlib.Path.iterdir, pathlib.Path.open
+
+        def refuse(method):
+            def call(path, *args, **kwargs):
+                if path in denied:
+                    raise PermissionError(13, "Permission denied", str(path))
+                return method(path, *args, **kwargs)
+            return call
+
+        with mock.patch.object(pathlib.Path, "iterdir", refuse(iterdir)):
+            self._assert_error(
+                f"^cannot list folder {root / 'b'}: permission denied; make it readable "
+                f"\\(chmod u\\+rx\\) or move it out of {root}$", root)
+        denied = {root / "a" / "x.wav"}
+        with mock.patch.object(pathlib.Path, "open", refuse(open_)):
+            self._assert_error(
+                f"^cannot read audio file {root / 'a' / 'x.wav'}: permission denied; make it "
+                "readable \\(chmod u\\+r\\) or move it out of the folder$", root)
+        (root / "folds.csv").write_text("filename,fold\na/x.wav,1\nb/y.wav,2\n")
+        denied = {root / "folds.csv"}
+        with mock.patch.object(pathlib.Path, "open", refuse(open_)):
+            self._assert_error(
+                f"^cannot read {root / 'folds.csv'}: permission denied; make it readable "
+                "\\(chmod u\\+r\\), or remove it", root, num_folds=2)
+
     @parameterized.parameters(
         ({"sample_rate": 0}, "sample_rate must be"),
         ({"sample_rate": 22050.5}, "sample_rate must be"),
@@ -525,6 +658,17 @@ class ErrorTest(_TestCase):
 
 
 class FakeDataTest(_TestCase):
+    def test_balanced_folds_csv(self):
+        root = fake_data.write_fake_audio_folder(self._tmp(), classes=("a", "b", "c", "d"),
+                                                 files_per_class=8, seconds=0.05)
+        written = fake_data.write_folds_csv(root, 2)
+        config = afb.make_config(root, sample_rate=_RATE, num_folds=2)
+        self.assertEqual(config.fold_source, "folds.csv")
+        self.assertEqual({f.path: f.fold for f in config.files}, written)
+        for label in range(4):
+            self.assertEqual(sorted(f.fold for f in config.files if f.label == label),
+                             [1] * 4 + [2] * 4)
+
     def test_deterministic_with_varied_encodings(self):
         first = fake_data.write_fake_audio_folder(self._tmp(),
                                                   formats=_FORMATS, seconds=0.1)

@@ -113,6 +113,31 @@ def write_fake_audio_folder(
     return root
 
 
+def write_folds_csv(root, num_folds):
+    """Writes `root/folds.csv` dealing each class's files evenly over the folds.
+
+    Classes in sorted order, each class's audio files (not hidden) in sorted
+    order, dealt round-robin to folds 1, 2, ..., the count carrying on from one
+    class to the next: every fold gets the same number of files of each class
+    give or take one, as a test that counts clips per fold needs. (Without
+    folds.csv a file's fold is a hash of its path, balanced only on average.)
+
+    Returns:
+      {relative path: fold} as written.
+    """
+    root = pathlib.Path(root)
+    paths = sorted(
+        path.relative_to(root).as_posix()
+        for path in root.glob("*/**/*")
+        if path.is_file() and path.suffix[1:].lower() in ENCODINGS
+        and not any(part.startswith(".") for part in path.relative_to(root).parts)
+    )
+    folds = {path: index % num_folds + 1 for index, path in enumerate(paths)}
+    rows = "".join(f"{path},{fold}\n" for path, fold in folds.items())
+    (root / "folds.csv").write_text("filename,fold\n" + rows)
+    return folds
+
+
 # What `dummy_data/` holds for the DatasetBuilderTestCase: 3 classes x 3 short files.
 DUMMY_FILES_PER_CLASS = 3
 DUMMY_SECONDS = (0.05, 0.1)

@@ -11,13 +11,14 @@ import json
 import re
 
 
-def config_name(root, files, *, version, sample_rate, num_samples, num_folds, folds_csv=None):
+def config_name(root, files, *, version, sample_rate, num_samples, num_folds, folds_csv=None,
+                fold_assignment=None):
     """`<folder name>-<12 hex digits>`: a slug of the folder's name and a hash.
 
     The hash covers the folder's absolute path; the relative path, size,
-    modification time and fold of every audio file; the bytes of folds.csv; the
-    options (rate, clip length in samples, number of folds) and the builder
-    version.
+    modification time and fold of every audio file; the bytes of folds.csv or
+    else the name of the assignment that dealt the folds; the options (rate,
+    clip length in samples, number of folds) and the builder version.
 
     Args:
       root: the folder, an absolute `pathlib.Path`.
@@ -27,20 +28,24 @@ def config_name(root, files, *, version, sample_rate, num_samples, num_folds, fo
       num_samples: clip length, in samples.
       num_folds: number of folds.
       folds_csv: path of the folder's folds.csv, or None if it has none.
+      fold_assignment: without folds.csv, the name of the assignment that dealt
+        the folds (`tfds_builders.folds.FILE_FOLD_ASSIGNMENT`).
     """
     csv_digest = hashlib.sha256(folds_csv.read_bytes()).hexdigest() if folds_csv else None
-    content = json.dumps(
-        {
-            "version": version,
-            "audio_dir": str(root),
-            "sample_rate": sample_rate,
-            "num_samples": num_samples,
-            "num_folds": num_folds,
-            "files": [[f.path, f.size, f.mtime_ns, f.fold] for f in files],
-            "folds_csv": csv_digest,
-        },
-        sort_keys=True,
-    )
+    fields = {
+        "version": version,
+        "audio_dir": str(root),
+        "sample_rate": sample_rate,
+        "num_samples": num_samples,
+        "num_folds": num_folds,
+        "files": [[f.path, f.size, f.mtime_ns, f.fold] for f in files],
+        "folds_csv": csv_digest,
+    }
+    if fold_assignment is not None:
+        # Added with the per-file assignment: names made with folds.csv, which did
+        # not change, stay as they were.
+        fields["fold_assignment"] = fold_assignment
+    content = json.dumps(fields, sort_keys=True)
     digest = hashlib.sha256(content.encode()).hexdigest()[:12]
     slug = re.sub(r"[^A-Za-z0-9_]+", "_", root.name).strip("_")[:40] or "folder"
     return f"{slug}-{digest}"

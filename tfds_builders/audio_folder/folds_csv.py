@@ -30,6 +30,11 @@ def read_folds_csv(csv_path, root, audio_paths, num_folds):
         text = csv_path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as err:
         raise AudioDataError(f"{csv_path} is not UTF-8 text ({one_line(err)}); {fix}") from err
+    except OSError as err:  # Permission denied, most likely.
+        raise AudioDataError(
+            f"cannot read {csv_path}: {(err.strerror or one_line(err)).lower()}; make it "
+            "readable (chmod u+r), or remove it to have the folds dealt"
+        ) from err
     reader = csv.DictReader(io.StringIO(text))
     fields = [name.strip() for name in reader.fieldnames or ()]
     missing = [c for c in ("filename", "fold") if c not in fields]

@@ -6,6 +6,8 @@ an unreadable file fails before preparation starts.
 """
 
 import dataclasses
+import errno
+import os
 import pathlib
 
 from absl import logging
@@ -55,10 +57,10 @@ def class_paths(root):
     ignored = {"hidden": 0, "non-audio": 0}
     classes = []
     loose_audio = 0
-    for entry in sorted(root.iterdir()):
+    for entry in _entries(root, root):
         if _skipped(entry.name):
             ignored["hidden"] += 1
-        elif entry.is_dir():
+        elif _is_folder(entry, root):
             classes.append(entry.name)
         elif entry.name != FOLDS_CSV:
             ignored["non-audio"] += 1
@@ -79,7 +81,7 @@ def class_paths(root):
     unreadable_mp3 = 0
     for name in classes:
         paths = []
-        for path in _walk(root / name, ignored):
+        for path in _walk(root / name, ignored, root):
             if path.suffix.lower() in AUDIO_EXTENSIONS:
                 paths.append(path.relative_to(root).as_posix())
             else:
@@ -152,21 +154,108 @@ def _skipped(name):
     return name.startswith(".") or name in _SKIPPED_NAMES
 
 
-def _walk(folder, ignored):
-    """The files under `folder`, sorted, skipping (and counting) hidden entries."""
-    for entry in sorted(folder.iterdir()):
+def _walk(folder, ignored, root, ancestors=()):
+    """The files under `folder`, sorted, skipping (and counting) hidden entries.
+
+    Symbolic links are followed; one leading back to a folder it is in (a loop)
+    is an error rather than endless recursion.
+    """
+    identity = _identity(folder)
+    if identity in ancestors:
+        raise AudioDataError(
+            f"folder {folder} is a symbolic link back to a folder it is in "
+            f"({os.path.realpath(folder)}), a loop; remove the link from {root}"
+        )
+    for entry in _entries(folder, root):
         if _skipped(entry.name):
             ignored["hidden"] += 1
-        elif entry.is_dir():
-            yield from _walk(entry, ignored)
+        elif _is_folder(entry, root):
+            yield from _walk(entry, ignored, root, (*ancestors, identity))
         else:
             yield entry
 
 
+def _identity(folder):
+    stat = folder.stat()
+    return stat.st_dev, stat.st_ino
+
+
+def _entries(folder, root):
+    """The entries of `folder`, sorted; raises `AudioDataError` if it cannot be listed."""
+    try:
+        return sorted(folder.iterdir())
+    except OSError as err:
+        where = "" if folder == root else f" or move it out of {root}"
+        raise AudioDataError(
+            f"cannot list folder {folder}: {_reason(err)}; {_fix(err, 'rx')}{where}"
+        ) from err
+
+
+def _is_folder(entry, root):
+    """Whether `entry` is a folder, following links; a broken link or a loop is an error.
+
+    (`Path.is_dir` says False for both, so they would be read, and fail, as audio
+    files, or be ignored as non-audio ones.)
+    """
+    try:
+        check_link(entry)
+        return entry.is_dir()
+    except PermissionError as err:
+        raise AudioDataError(
+            f"cannot read {entry}: {_reason(err)}; {_fix(err, 'rx')} or move it out of {root}"
+        ) from err
+
+
+def check_link(link):
+    """Raises `AudioDataError` if the symbolic link `link` leads nowhere or in a loop."""
+    if not link.is_symlink():
+        return
+    target = os.readlink(link)
+    try:
+        link.stat()
+    except FileNotFoundError:
+        raise AudioDataError(
+            f"{link} is a symbolic link to {link.parent / target}, which does not exist; "
+            "restore its target or remove the link"
+        ) from None
+    except OSError as err:
+        if err.errno != errno.ELOOP:
+            raise
+        raise AudioDataError(
+            f"{link} is a symbolic link loop (to {target}, which leads back to it); remove "
+            "the link or point it to a folder or file"
+        ) from None
+
+
+def _reason(err):
+    """An `OSError` in a few words: "permission denied", "no such file or directory"."""
+    return (err.strerror or one_line(err)).lower()
+
+
+def _fix(err, mode):
+    """What to do about an `OSError` on a file (mode "r") or a folder ("rx")."""
+    if isinstance(err, PermissionError):
+        return f"make it readable (chmod u+{mode})"
+    return "repair it"
+
+
 def _read_header(path):
     """(frames, sample rate) of an audio file, from its header."""
+    if not path.is_file():  # Opening a named pipe would wait for a writer forever.
+        raise AudioDataError(
+            f"{path} is not a regular file (a named pipe, socket or device); move it out of "
+            "the folder"
+        )
     try:
-        info = sf.info(str(path))
+        audio_file = path.open("rb")
+    except OSError as err:  # Permission denied, or removed since it was listed.
+        raise AudioDataError(
+            f"cannot read audio file {path}: {_reason(err)}; {_fix(err, 'r')} or move it out "
+            "of the folder"
+        ) from err
+    try:
+        with audio_file:
+            info = sf.info(audio_file)
     except Exception as err:  # libsndfile reports every problem its own way.
         reason = getattr(err, "error_string", None) or err
         raise AudioDataError(

@@ -8,7 +8,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from tfds_builders import common
-from tfds_builders.audio_io import AudioDataError, load_clip
+from tfds_builders.audio_io import AudioDataError
 
 SAMPLE_RATE = 44100
 NUM_SAMPLES = 5 * SAMPLE_RATE
@@ -71,6 +71,7 @@ class Builder(common.ArchiveBuilder):
             supervised_keys=("audio", "label"),
             homepage="https://github.com/karolpiczak/ESC-50",
             license="CC BY-NC 3.0 (the ESC-10 subset: CC BY 3.0)",
+            metadata=common.metadata(),  # Suspect files, saved as metadata.json.
         )
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
@@ -85,7 +86,9 @@ class Builder(common.ArchiveBuilder):
         for row in rows:
             path = root / "audio" / row["filename"]
             with path.open("rb") as audio_file:
-                audio = load_clip(audio_file, SAMPLE_RATE, NUM_SAMPLES)
+                audio = common.load_clip_noting_suspects(
+                    self, audio_file, row["filename"], SAMPLE_RATE, NUM_SAMPLES
+                )
             yield row["filename"], {
                 "audio": audio,
                 "label": row["target"],

@@ -9,7 +9,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from tfds_builders import common
-from tfds_builders.audio_io import AudioDataError, load_clip
+from tfds_builders.audio_io import AudioDataError
 
 SAMPLE_RATE = 22050
 NUM_SAMPLES = 30 * SAMPLE_RATE
@@ -105,9 +105,10 @@ class Builder(common.ArchiveBuilder):
             supervised_keys=("audio", "label"),
             homepage="http://marsyas.info/downloads/datasets.html",
             license="None published; the excerpts are copyrighted recordings shared for research.",
-            # Filled by `_split_generators` and `_generate_examples`; saved with the
-            # prepared dataset as metadata.json. Read it with `skipped_files(builder)`.
-            metadata=tfds.core.MetadataDict(),
+            # Filled by `_split_generators` and `_generate_examples` (skipped and
+            # suspect files); saved with the prepared dataset as metadata.json. Read
+            # it with `skipped_files(builder)`.
+            metadata=common.metadata(),
         )
 
     def _data_root(self, folder, origin):
@@ -172,7 +173,9 @@ class Builder(common.ArchiveBuilder):
         for path, fold in clips:
             try:
                 with path.open("rb") as audio_file:
-                    audio = load_clip(audio_file, SAMPLE_RATE, NUM_SAMPLES)
+                    audio = common.load_clip_noting_suspects(
+                        self, audio_file, path.name, SAMPLE_RATE, NUM_SAMPLES
+                    )
             except AudioDataError as err:
                 skipped = self.info.metadata[SKIPPED_FILES]
                 skipped.append(path.name)

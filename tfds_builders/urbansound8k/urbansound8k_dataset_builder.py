@@ -9,7 +9,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from tfds_builders import common
-from tfds_builders.audio_io import AudioDataError, load_clip
+from tfds_builders.audio_io import AudioDataError
 
 CLIP_SECONDS = 4
 NUM_FOLDS = 10
@@ -112,6 +112,7 @@ class Builder(common.ArchiveBuilder):
             supervised_keys=("audio", "label"),
             homepage="https://urbansounddataset.weebly.com/urbansound8k.html",
             license="CC BY-NC 3.0",
+            metadata=common.metadata(),  # Suspect files, saved as metadata.json.
         )
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
@@ -129,7 +130,9 @@ class Builder(common.ArchiveBuilder):
         for row in rows:
             path = root / "audio" / f"fold{row['fold']}" / row["filename"]
             with path.open("rb") as audio_file:
-                audio = load_clip(audio_file, rate, num_samples)
+                audio = common.load_clip_noting_suspects(
+                    self, audio_file, row["filename"], rate, num_samples
+                )
             yield row["filename"], {"audio": audio, **row}
 
 
