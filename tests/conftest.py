@@ -115,15 +115,22 @@ def tiny_model():
 
 @pytest.fixture(scope="module")
 def make_sounds(tmp_path_factory):
-    """`make_sounds(classes=("bird", "cat", "dog"), files_per_class=6)`: a generated audio
-    folder of 0.4-0.5 s tones (`<work>/audio/<class>/...`); returns `<work>`, a fresh
-    directory for the run's data and models too."""
+    """`make_sounds(classes=("bird", "cat", "dog"), files_per_class=6, num_folds=None)`: a
+    generated audio folder of 0.4-0.5 s tones (`<work>/audio/<class>/...`); returns
+    `<work>`, a fresh directory for the run's data and models too.
 
-    def make(classes=("bird", "cat", "dog"), files_per_class=6):
+    With `num_folds`, a folds.csv deals each class evenly over the folds, for tests
+    that count clips per fold (without it, each file's fold is a hash of its path,
+    balanced only on average).
+    """
+
+    def make(classes=("bird", "cat", "dog"), files_per_class=6, num_folds=None):
         work = tmp_path_factory.mktemp("sounds")
         folder_fake.write_fake_audio_folder(work / "audio", classes=classes,
                                             files_per_class=files_per_class,
                                             seconds=(0.4, 0.5))
+        if num_folds:
+            folder_fake.write_folds_csv(work / "audio", num_folds)
         return work
 
     return make
@@ -131,20 +138,9 @@ def make_sounds(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def sounds(make_sounds):
-    """The default generated folder: 3 classes x 6 files (see `make_sounds`)."""
-    return make_sounds()
-
-
-@pytest.fixture(scope="session")
-def balanced_folds():
-    """`balanced_folds(work, num_folds)`: writes `<work>/audio/folds.csv` dealing each class
-    of a `make_sounds` folder evenly over the folds (without it, each file's fold is a hash
-    of its path, balanced only on average); returns {relative path: fold}."""
-
-    def write(work, num_folds):
-        return folder_fake.write_folds_csv(work / "audio", num_folds)
-
-    return write
+    """The default generated folder: 3 classes x 6 files, 2 of each class in each of 3
+    folds (see `make_sounds`)."""
+    return make_sounds(num_folds=3)
 
 
 @pytest.fixture(scope="session")

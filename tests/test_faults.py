@@ -35,7 +35,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.fixture(scope="module")
 def sounds(make_sounds):
     # 4 classes x 8 clips in 2 folds of 16: a fold trains on exactly 4 batches of 4.
-    return make_sounds(classes=("bird", "cat", "dog", "cow"), files_per_class=8)
+    return make_sounds(classes=("bird", "cat", "dog", "cow"), files_per_class=8, num_folds=2)
 
 
 @pytest.fixture(scope="module")
