@@ -262,9 +262,10 @@ def make_builder(dataset, data_dir=None, *, audio_dir=None, sample_rate=None,
             sample_rate=sample_rate, clip_seconds=clip_seconds, num_folds=num_folds
         ).items() if v is not None}
         return folder.make_builder(audio_dir, data_dir=data_dir, **options)
-    name = dataset[len(CATALOG_PREFIX):] if dataset.startswith(CATALOG_PREFIX) else dataset
     try:
-        return tfds.builder(name, data_dir=data_dir)
+        if dataset.split("/")[0] in tfds_builders.DATASETS:
+            return tfds_builders.builder(dataset, data_dir=data_dir)
+        return tfds.builder(dataset.removeprefix(CATALOG_PREFIX), data_dir=data_dir)
     except tfds.core.registered.DatasetNotFoundError as error:
         raise AudioDataError(f"unknown dataset {dataset!r}: {str(error).splitlines()[0]}") from error
     except ValueError as error:  # e.g. an unknown builder config

@@ -1,9 +1,11 @@
 """The project's TFDS datasets, one folder each, laid out as `tfds new` makes them.
 
-Importing this package registers every builder with TFDS, so that
-`tfds.builder("esc50")` and `tfds.load("esc50", split="fold1")` work. A builder
-is the class `Builder` in `<name>/<name>_dataset_builder.py`; TFDS names the
-dataset after that module, which is its folder's name.
+A builder is the class `Builder` in `<name>/<name>_dataset_builder.py`; the
+dataset is named after its folder. `builder("esc50")` or
+`builder("gtzan/fault_filtered", data_dir=...)` makes one. Importing this package
+also registers them with TFDS, so that `tfds.builder("esc50")` and
+`tfds.load("esc50", split="fold1")` work, except for `gtzan`: TFDS's catalog has a
+`gtzan` of its own, which ours must not displace (see its builder).
 
 `audio_folder/` is not in the catalog (as TFDS keeps its own `ImageFolder` out):
 it is made from a folder of recordings with `audio_folder.builder.make_builder`,
@@ -27,3 +29,13 @@ DATASETS = tuple(
 
 for _name in DATASETS:
     importlib.import_module(f"{__name__}.{_name}.{_name}_dataset_builder")
+
+
+def builder(name, **kwargs):
+    """The builder of one of `DATASETS`, by name or `name/config`; `kwargs` go to it
+    (e.g. `data_dir`). Made by class, so it needs no entry in TFDS's registry."""
+    base, _, config = name.partition("/")
+    if base not in DATASETS:
+        raise KeyError(f"{base!r} is not a dataset of tfds_builders ({', '.join(DATASETS)})")
+    module = importlib.import_module(f"{__name__}.{base}.{base}_dataset_builder")
+    return module.Builder(config=config or None, **kwargs)

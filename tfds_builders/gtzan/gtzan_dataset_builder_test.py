@@ -44,6 +44,11 @@ class _GtzanChecks:
     SOURCE_IDS = fake_data.DUMMY_IDS  # Decodable clips of the source.
     SKIPPED = []  # File names the build must skip, warn about and record.
 
+    def test_registered(self):
+        # TFDS's check would pass on TFDS's own gtzan: ours is kept out (CatalogTest).
+        self.assertEqual(self.builder.name, "gtzan")
+        self.assertIsNot(tfds.builder_cls("gtzan"), gtzan.Builder)
+
     def _download_and_prepare_as_dataset(self, builder):
         with mock.patch.object(gtzan.logging, "warning") as warning:
             super()._download_and_prepare_as_dataset(builder)
@@ -83,6 +88,23 @@ class _GtzanChecks:
             num_missing = 930 - len(expected_ids) - len(self.SKIPPED)
             self.assertLen(gtzan.missing_ids(reloaded), num_missing)
         self.assertEqual({_id(name) for name in all_names}, expected_ids)
+
+
+class CatalogTest(parameterized.TestCase):
+    def test_tfds_keeps_its_own_gtzan_and_loads_its_whole_catalog(self):
+        # Registering ours as "gtzan" made TFDS's catalog import fail with "Dataset with
+        # name gtzan already registered" (a logged traceback, and the catalog's modules
+        # after audio/ never loaded): ours stays out of the registry, made by class.
+        from tensorflow_datasets.core import registered
+
+        import tfds_builders
+
+        self.assertIsNot(tfds.builder_cls("gtzan"), gtzan.Builder)
+        registered._import_legacy_builders()  # what tfds.builder(<unknown name>) does
+        self.assertIn("spoken_digit", tfds.list_builders(with_community_datasets=False))
+        ours = tfds_builders.builder("gtzan/fault_filtered", data_dir="/nonexistent/tfds")
+        self.assertIsInstance(ours, gtzan.Builder)
+        self.assertEqual((ours.name, ours.builder_config.name), ("gtzan", "fault_filtered"))
 
 
 def _id(filename):
