@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_audio_cnn import config as config_lib
-from keras_audio_cnn import data, fused_batch_norm, metrics, rundir
+from keras_audio_cnn import data, fused_batch_norm, metrics, provenance, rundir
 from keras_audio_cnn.errors import EvaluationError
 
 
@@ -42,6 +42,10 @@ def _check_held_out(run_dir, model_metrics, task, source):
             f"{source.fold_assignment} as this version deals them; its fold {task.fold} "
             "would hold clips it trained on: retrain it (rerun train.py in a new --model_dir)"
         )
+    changed = provenance.problem(run_dir, model_metrics, source, task)
+    if changed:
+        raise EvaluationError(f"{changed}; evaluate it on the data it was trained on (restore "
+                              "it), or train it again (train.py --overwrite)")
     if model_metrics.get("class_names") != class_names:
         raise EvaluationError(
             f"{run_dir} predicts other classes than the dataset has "
@@ -146,6 +150,29 @@ def _evaluate_task(task, members, model_dirs, source, test_ds):
     return _TaskResult(scores, row, histories, first_model)
 
 
+def _open_data(model_dirs, options, data_dir, manual_dir):
+    """The data the runs were trained on: prepared again from its source, or, when an
+    audio folder is gone, read from where it was prepared (which needs no folder)."""
+    folder_gone = (options.dataset == "audio_folder" and options.audio_dir
+                   and not tf.io.gfile.isdir(options.audio_dir))
+    if not folder_gone:
+        return data.open_source(
+            options.dataset, data_dir, manual_dir, audio_dir=options.audio_dir,
+            sample_rate=options.sample_rate, clip_seconds=options.clip_seconds,
+            num_folds=options.num_folds)
+    records = [m["data"] for d in model_dirs for task in rundir.read_run(d).get("tasks", [])
+               for r in rundir.finished_models(d, task)
+               if "data" in (m := rundir.read_metrics(r))]
+    if not records:
+        raise EvaluationError(
+            f"--audio_dir={options.audio_dir} is gone and no model recorded the data prepared "
+            "from it; restore the folder to evaluate")
+    record = records[0]
+    print(f"{options.audio_dir} is gone: evaluating on the data prepared from it for training "
+          f"({record['dataset']} {record['config']} in {data_dir})")
+    return data.open_prepared(data_dir, record["dataset"], record["config"], record["version"])
+
+
 def evaluate_runs(model_dirs, data_dir=None, manual_dir=None, batch_size=None,
                   output_dir=None, saliency=0):
     """Evaluates every model of `model_dirs` on its held-out data; ensembles per task.
@@ -166,11 +193,8 @@ def evaluate_runs(model_dirs, data_dir=None, manual_dir=None, batch_size=None,
     rundir.check_writable_dir(output_dir, "output_dir")
     if data_dir:
         rundir.check_writable_dir(data_dir, "data_dir")
-    source = data.open_source(
-        options.dataset, data_dir or options.data_dir, manual_dir or options.manual_dir,
-        audio_dir=options.audio_dir, sample_rate=options.sample_rate,
-        clip_seconds=options.clip_seconds, num_folds=options.num_folds,
-    )
+    source = _open_data(model_dirs, options, data_dir or options.data_dir,
+                        manual_dir or options.manual_dir)
     members, unfinished = _models_by_task(model_dirs, source.tasks)
     batch_size = batch_size or first.optim.batch_size
 

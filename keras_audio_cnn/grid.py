@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_audio_cnn import data, devices, local_runner, metrics, rundir, runner
+from keras_audio_cnn import data, devices, local_runner, metrics, provenance, rundir, runner
 from keras_audio_cnn import model as model_lib
 from keras_audio_cnn.errors import RunError, UserError
 
@@ -118,6 +118,17 @@ def _recorded_run(config, model_dir):
     return recorded
 
 
+def _check_finished_data(jobs, source):
+    """Refuses to keep a finished model that trained on other data than `source` now holds
+    (an audio folder changed since): the run would mix two partitions of the data."""
+    for job in jobs:
+        finished = rundir.read_metrics(job.run_dir)
+        changed = finished and provenance.problem(job.run_dir, finished, source, job.task)
+        if changed:
+            raise RunError(f"{changed}; train the run again with --overwrite, or use another "
+                           "--model_dir")
+
+
 def run(config):
     """Trains one model per task of the dataset's protocol (and run) and writes the summary.
 
@@ -150,6 +161,9 @@ def run(config):
     if source.skipped_files:
         print(f"{options.dataset}: {len(source.skipped_files)} undecodable file(s) left out: "
               f"{', '.join(source.skipped_files)}")
+    if source.suspect_files:
+        print(f"{options.dataset}: {len(source.suspect_files)} file(s) kept that look damaged "
+              f"(see summary.md): {', '.join(sorted(source.suspect_files))}")
 
     with lock:
         recorded = _recorded_run(config, model_dir)  # again: another run may have ended
@@ -159,11 +173,11 @@ def run(config):
         elif recorded:  # the folds trained before stay part of the run
             earlier = set(recorded.get("tasks", []))
             tasks = [t for t in source.tasks if t.name in earlier or t in tasks]
+        jobs = plan_jobs(tasks, model_dir, config.runs, config.seed)
+        _check_finished_data(jobs, source)
         record = dict(config.to_flags(), model_dir=model_dir, tasks=[t.name for t in tasks],
                       data_dir=str(source.builder.data_dir_root))
         rundir.write_json(os.path.join(model_dir, rundir.RUN_JSON), record)
-
-        jobs = plan_jobs(tasks, model_dir, config.runs, config.seed)
         results, failures = _make_runner(config).run(jobs, runner.JobTrainer(config, source))
         summary = write_summary(config, source, record, jobs, results, failures, start)
     if failures:
@@ -204,6 +218,7 @@ def write_summary(config, source, record, jobs, results, failures, start):
         sample_rate=source.sample_rate,
         num_samples=source.num_samples,
         skipped_files=source.skipped_files,
+        suspect_files=source.suspect_files,
         flags=record,
         versions=library_versions(),
         elapsed_seconds=round(time.time() - start, 1),
@@ -216,6 +231,9 @@ def write_summary(config, source, record, jobs, results, failures, start):
     lines = [table]
     if source.skipped_files:
         lines.append(f"\nUndecodable files left out: {', '.join(source.skipped_files)}\n")
+    if source.suspect_files:
+        lines.append(f"\n{len(source.suspect_files)} file(s) kept that look damaged:\n\n")
+        lines += [f"- {name}: {reason}\n" for name, reason in sorted(source.suspect_files.items())]
     lines.append("\n## Flags\n\n")
     lines += [f"- `{k}`: `{v}`\n" for k, v in record.items()]
     lines.append("\n## Versions\n\n")

@@ -190,7 +190,8 @@ def train_model(config, source, job, strategy, settings=None):
     task = job.task
     metrics.update(task=task.name, train_split=task.train, test_split=task.test,
                    valid_split=task.valid, carved_fold=task.fold,
-                   fold_assignment=source.fold_assignment, seed=job.seed,
+                   fold_assignment=source.fold_assignment, data=source.data_record(task),
+                   seed=job.seed,
                    precise_bn_layers=bn_layers, class_names=source.class_names,
                    sample_rate=source.sample_rate, num_samples=source.num_samples,
                    replicas=replicas, batch_size_per_replica=optim.batch_size,

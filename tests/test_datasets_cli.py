@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 
 import pytest
 import tensorflow as tf
@@ -93,7 +94,8 @@ def test_folds_flag_is_refused_for_a_fixed_split_protocol(tmp_path, run_cli, tin
     assert not os.path.exists(tmp_path / "m")
 
 
-def test_audio_folder_end_to_end_with_cache(tmp_path, train_and_evaluate, read_json):
+def test_audio_folder_end_to_end_with_cache(tmp_path, train_and_evaluate, read_json, run_cli,
+                                           tiny_model, assert_one_line_error):
     audio_dir = tmp_path / "my_sounds"
     folder_fake.write_fake_audio_folder(audio_dir, classes=("bird", "cat", "dog"),
                                         files_per_class=5, seconds=(0.5, 1.0),
@@ -106,17 +108,35 @@ def test_audio_folder_end_to_end_with_cache(tmp_path, train_and_evaluate, read_j
     # Each file's fold is a hash of its path: fold 1 holds those whose hash says 1.
     paths = [p.relative_to(audio_dir).as_posix() for p in audio_dir.glob("*/[!.]*")]
     in_fold1 = [p for p, fold in folds.file_folds(paths, 5).items() if fold == 1]
-    assert read_json(model_dir, "fold1", "metrics.json")["num_examples"] == len(in_fold1) > 0
+    metrics = read_json(model_dir, "fold1", "metrics.json")
+    assert metrics["num_examples"] == len(in_fold1) > 0
+    assert metrics["data"]["test_files"] == sorted(in_fold1)
     served = tf.saved_model.load(os.path.join(model_dir, "fold1", "saved_model"))
     assert [n.decode() for n in served.class_names().numpy()] == ["bird", "cat", "dog"]
-
     prepared = os.listdir(tmp_path / "tfds" / "audio_folder")
     assert len(prepared) == 1  # evaluate.py reused train.py's preparation
-    # A changed folder is prepared again (in-process: the same code evaluate.py runs).
-    (audio_dir / "dog" / "extra.wav").write_bytes(next((audio_dir / "dog").glob("*.wav")).read_bytes())
-    data.open_source("audio_folder", str(tmp_path / "tfds"), audio_dir=str(audio_dir),
-                     sample_rate=16000, num_folds=5)
-    assert len(os.listdir(tmp_path / "tfds" / "audio_folder")) == 2
+
+    # A file added to the folder joins fold 1's training or test part: evaluating the
+    # model on the grown folder, or keeping it in a rerun, would mix partitions.
+    extra = audio_dir / "dog" / "extra.wav"
+    extra.write_bytes(next((audio_dir / "dog").glob("*.wav")).read_bytes())
+    changed = ("test files: 1 added, 0 removed, e.g. dog/extra.wav"
+               if folds.file_folds(["dog/extra.wav"], 5)["dog/extra.wav"] == 1
+               else "its train part differs")
+    result = run_cli("evaluate.py", f"--model_dir={model_dir}", check=False)
+    assert_one_line_error(result, "evaluate.py", f"{model_dir}/fold1 was trained on other data "
+                          "than audio_folder holds now", changed, "--overwrite")
+    result = run_cli("train.py", *tiny_model, "--augment=none", f"--data_dir={tmp_path / 'tfds'}",
+                     f"--model_dir={model_dir}", *flags, check=False)
+    assert_one_line_error(result, "train.py", "was trained on other data", changed,
+                          "--overwrite")
+    assert len(os.listdir(tmp_path / "tfds" / "audio_folder")) == 2  # the grown folder's
+
+    # The folder gone: evaluate.py reads the data prepared from it for training.
+    shutil.move(audio_dir, tmp_path / "elsewhere")
+    result = run_cli("evaluate.py", f"--model_dir={model_dir}")
+    assert f"{audio_dir} is gone: evaluating on the data prepared from it" in result.stdout
+    assert read_json(model_dir, "evaluation.json")["accuracy"] == summary["accuracy"]
 
 
 def test_tfds_catalog_dataset_end_to_end(tmp_path, train_and_evaluate, read_json, run_cli,

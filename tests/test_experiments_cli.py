@@ -70,6 +70,22 @@ def test_a_model_that_trained_on_the_test_fold_is_refused(two_runs, tmp_path, ru
     assert "would be tested on clips it trained on" in result.stderr.splitlines()[-1]
 
 
+def test_an_audio_folder_model_that_recorded_no_data_is_refused(two_runs, tmp_path, run_cli,
+                                                                assert_one_line_error):
+    # Before models recorded their data, an audio folder's folds were dealt round robin;
+    # today's folds (a hash of each path) would test such a model on clips it trained on.
+    _, b, _ = two_runs
+    old = tmp_path / "old"
+    shutil.copytree(b, old)
+    path = old / "fold2" / "metrics.json"
+    metrics = json.loads(path.read_text())
+    del metrics["data"]
+    path.write_text(json.dumps(metrics))
+    result = run_cli("evaluate.py", f"--model_dir={old}", check=False)
+    assert_one_line_error(result, "evaluate.py", f"{old}/fold2 was trained before models "
+                          "recorded their data", "train it again")
+
+
 def test_mismatched_datasets_or_classes_are_refused(two_runs, tmp_path, run_cli):
     a, b, _ = two_runs
     other = tmp_path / "other"

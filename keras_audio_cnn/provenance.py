@@ -1,0 +1,51 @@
+"""Is a model judged on the data it was trained for? Its recorded data against the data now.
+
+Each model's `metrics.json` records `data`: `data.Source.data_record(task)`, which
+names the prepared dataset (dataset, TFDS config, version) and fingerprints the
+examples of each part of the task. Before a model is evaluated, ensembled or kept by a
+rerun, its record is compared with the data at hand; any difference is one line that
+says what changed. A model recorded no data before this check existed: for
+datasets with official folds (fixed by the builder's version) it is accepted; an
+audio folder's folds were dealt another way then, so it is refused.
+"""
+
+_LEGACY_REFUSED = ("audio_folder",)  # datasets whose old models cannot be checked
+
+
+def change(recorded, current):
+    """What differs between two `data_record`s (one phrase), or None."""
+    if recorded.get("config") != current.get("config"):
+        return (f"it was prepared as {recorded.get('dataset')} config {recorded.get('config')} "
+                f"and is now config {current.get('config')}")
+    if recorded.get("version") != current.get("version"):
+        return f"version {recorded.get('version')} then, {current.get('version')} now"
+    changes = []
+    for part, then in recorded.get("parts", {}).items():
+        now = current.get("parts", {}).get(part)
+        if now is None or now["fingerprint"] != then["fingerprint"]:
+            count = f"{then['num_examples']} clips then, {now['num_examples'] if now else 0} now"
+            changes.append(f"its {part} part differs ({count})")
+    if not changes:
+        return None
+    files_then, files_now = set(recorded.get("test_files", ())), set(current.get("test_files", ()))
+    added, removed = sorted(files_now - files_then), sorted(files_then - files_now)
+    if added or removed:
+        example = (added or removed)[0]
+        changes.append(f"test files: {len(added)} added, {len(removed)} removed, e.g. {example}")
+    return "; ".join(changes)
+
+
+def problem(run_dir, model_metrics, source, task):
+    """Why the model of `run_dir` was not trained for `task` on `source`'s data as it is now
+    (one phrase, see the module docstring), or None."""
+    recorded = model_metrics.get("data")
+    if recorded is None:
+        if source.name in _LEGACY_REFUSED:
+            return (f"{run_dir} was trained before models recorded their data, when the folds "
+                    f"of {source.name} were dealt another way: its test fold would now hold "
+                    "clips it trained on")
+        return None
+    difference = change(recorded, source.data_record(task))
+    if difference:
+        return f"{run_dir} was trained on other data than {source.name} holds now: {difference}"
+    return None
