@@ -105,7 +105,8 @@ class DataConfig:
         None, "audio_folder: clip length (default: the longest file, at most 10 s).",
         valid=ABOVE_0)
     num_folds: int | None = option(
-        None, "audio_folder: number of stratified folds (default 5) unless folds.csv says.",
+        None, "audio_folder: number of folds (default 5); each file's fold is a hash of its path "
+        "unless folds.csv gives it.",
         valid=Range(2))
 
 

@@ -272,11 +272,6 @@ def make_builder(dataset, data_dir=None, *, audio_dir=None, sample_rate=None,
         raise AudioDataError(f"dataset {dataset!r}: {' '.join(str(error).split())}") from error
 
 
-def fold_numbers(builder):
-    """The numbers of the builder's `fold{k}` splits, sorted (empty if none)."""
-    return sorted(int(m.group(1)) for m in map(_FOLD_SPLIT.match, builder.info.splits) if m)
-
-
 def _supervised_keys(builder, dataset):
     keys = builder.info.supervised_keys
     if not keys or len(keys) != 2 or not all(isinstance(k, str) for k in keys):
@@ -303,9 +298,27 @@ def _carved_folds(labels, class_names, num_folds):
     return np.array([fold_of[index] for index in range(len(labels))], dtype=np.int64)
 
 
+def planned_tasks(dataset, num_folds=None):
+    """The tasks of a dataset known before it is prepared, so that options can be checked
+    before any data work; None for a TFDS catalog dataset (its splits come with it)."""
+    if dataset == "audio_folder":
+        from tfds_builders.audio_folder import options
+
+        names = [f"fold{k}" for k in range(1, (num_folds or options.DEFAULT_NUM_FOLDS) + 1)]
+    elif dataset.split("/")[0] in tfds_builders.DATASETS:
+        names = make_builder(dataset).split_names()
+    else:
+        return None
+    return _protocol(names, dataset)
+
+
 def protocol(builder):
     """The tasks of a prepared builder, from its splits."""
-    folds = fold_numbers(builder)
+    return _protocol(list(builder.info.splits), builder.name)
+
+
+def _protocol(splits, name):
+    folds = sorted(int(m.group(1)) for m in map(_FOLD_SPLIT.match, splits) if m)
     if folds:
         return [
             Task(
@@ -315,7 +328,6 @@ def protocol(builder):
             )
             for k in folds
         ]
-    splits = builder.info.splits
     if "train" in splits and "test" in splits:
         valid = next((s for s in ("valid", "validation") if s in splits), None)
         return [Task(name="test", train="train", test="test", valid=valid)]
@@ -325,7 +337,7 @@ def protocol(builder):
             for k in range(1, _CATALOG_FOLDS + 1)
         ]
     raise AudioDataError(
-        f"dataset {builder.name!r} has neither fold1..foldN nor train/test splits "
+        f"dataset {name!r} has neither fold1..foldN nor train/test splits "
         f"(it has: {', '.join(splits)})"
     )
 

@@ -85,6 +85,10 @@ def check_options(config):
         from keras_audio_cnn import ray_runner
 
         ray_runner.import_ray()  # Ray is an optional dependency: say so before data work
+    data.check_dataset_name(config.data.dataset, config.data.audio_dir)
+    planned = data.planned_tasks(config.data.dataset, config.data.num_folds)
+    if planned:  # --folds=9 of ESC-50, before a 600 MB download
+        select_tasks(planned, list(config.folds), config.data.dataset)
     settings = devices.settings(config.precision, config.jit_compile, config.deterministic)
     options = config.model
     model_lib.check_options(options.backbone, options.weights, options.trainable,

@@ -104,3 +104,19 @@ def test_a_full_disk_is_one_line_naming_the_backup_and_the_space_needed(tmp_path
     assert message.startswith(f"no space left for fold1's epoch backup in {tmp_path}/backup")
     assert "needs about 16 MB and 1 MB are free" in message and "\n" not in message
     assert os.listdir(tmp_path / "backup") == []  # nothing half-written
+
+
+@pytest.mark.parametrize("dataset, folds, fragment", [
+    ("esc50", "9", "fold 9 is out of range: esc50 has folds 1..5"),
+    ("urbansound8k", "1,11", "fold 11 is out of range: urbansound8k has folds 1..10"),
+    ("gtzan/fault_filtered", "1", "--folds does not apply to gtzan/fault_filtered"),
+    ("audio_folder", "6", "fold 6 is out of range: audio_folder has folds 1..5"),
+])
+def test_folds_a_dataset_lacks_are_refused_before_any_download_or_preparation(
+        dataset, folds, fragment, tmp_path, run_cli, assert_one_line_error):
+    result = run_cli("train.py", f"--dataset={dataset}", f"--folds={folds}",
+                     f"--audio_dir={tmp_path}", "--backbone=MobileNetV3Small", "--weights=none",
+                     f"--data_dir={tmp_path / 'd'}", f"--model_dir={tmp_path / 'm'}", check=False)
+    assert_one_line_error(result, "train.py", fragment)
+    assert not (tmp_path / "d").exists() and not (tmp_path / "m").exists()
+    assert "Downloading" not in result.stdout + result.stderr

@@ -128,6 +128,7 @@ class ArchiveBuilder(tfds.core.GeneratorBasedBuilder):
     """
 
     TITLE = ""
+    NUM_FOLDS = 0  # the official folds: splits fold1..fold{NUM_FOLDS}
     URL = ""
     ARCHIVE_NAMES = ()
     FOLDER_NAMES = ()
@@ -162,6 +163,10 @@ class ArchiveBuilder(tfds.core.GeneratorBasedBuilder):
                 f"{self._instructions(given)}"
             )
         return self._download(dl_manager)
+
+    def split_names(self):
+        """The splits preparing this builder makes, known before it is prepared."""
+        return [f"fold{fold}" for fold in range(1, self.NUM_FOLDS + 1)]
 
     def _official_folds(self, root, rows, num_folds):
         """Split generators `fold1`..`foldN`, each of the metadata rows of its fold."""

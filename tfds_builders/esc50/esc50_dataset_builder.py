@@ -43,6 +43,7 @@ class Builder(common.ArchiveBuilder):
     `<data_dir>/downloads/manual/`.
     """
 
+    NUM_FOLDS = NUM_FOLDS
     TITLE = "ESC-50"
     URL = URL
     ARCHIVE_NAMES = (ARCHIVE_NAME,)

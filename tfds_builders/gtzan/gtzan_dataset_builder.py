@@ -144,6 +144,12 @@ class Builder(common.ArchiveBuilder, skip_registration=True):
             "genres_original/ folder of the shared WAV copy"
         )
 
+    def split_names(self):
+        """The splits preparing this builder makes, known before it is prepared."""
+        if self.builder_config.name == "folds":
+            return [f"fold{fold}" for fold in range(1, NUM_FOLDS + 1)]
+        return list(FAULT_FILTERED_SPLITS)
+
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
         root = self._source_root(dl_manager)
         files = _list_clips(root)

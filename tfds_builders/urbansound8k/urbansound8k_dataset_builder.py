@@ -71,6 +71,7 @@ class Builder(common.ArchiveBuilder):
     manual_dir is `<data_dir>/downloads/manual/`.
     """
 
+    NUM_FOLDS = NUM_FOLDS
     TITLE = "UrbanSound8K"
     URL = URL
     ARCHIVE_NAMES = (ARCHIVE_NAME,)
