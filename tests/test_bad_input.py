@@ -120,3 +120,24 @@ def test_folds_a_dataset_lacks_are_refused_before_any_download_or_preparation(
     assert_one_line_error(result, "train.py", fragment)
     assert not (tmp_path / "d").exists() and not (tmp_path / "m").exists()
     assert "Downloading" not in result.stdout + result.stderr
+
+
+def test_no_space_left_anywhere_is_one_line_naming_the_file():
+    import errno
+
+    from keras_audio_cnn import cli
+
+    def write():
+        raise OSError(errno.ENOSPC, "No space left on device", "/data/tfds/esc50/x.tfrecord")
+
+    with pytest.raises(SystemExit) as exit_:
+        cli.run_or_exit("train.py", write)
+    assert str(exit_.value) == (
+        "train.py: error: no space left on the device writing /data/tfds/esc50/x.tfrecord; free "
+        "some space, then rerun the same command (a train.py run resumes where it stopped)")
+
+    def other():
+        raise OSError(errno.EACCES, "Permission denied")
+
+    with pytest.raises(PermissionError):  # not a full disk: not ours to fold into a line
+        cli.run_or_exit("train.py", other)
