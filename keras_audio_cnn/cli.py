@@ -26,3 +26,13 @@ def run_or_exit(program, fn, *args, **kwargs):
         return fn(*args, **kwargs)
     except USER_ERRORS as error:
         sys.exit(f"{program}: error: {one_line(error)}")
+
+
+def define_ensemble_flags(hop_help):
+    """`--model_dir` (repeatable) and `--hop_seconds`, the flags of the programs that use
+    every finished model of runs as one classifier (predict.py, export.py)."""
+    flags.DEFINE_multi_string(
+        "model_dir", None,
+        "A directory written by train.py; repeat to average several runs (e.g. backbones).",
+        required=True)
+    flags.DEFINE_float("hop_seconds", None, hop_help + " (default: half a clip).")
