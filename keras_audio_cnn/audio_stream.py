@@ -32,8 +32,12 @@ def window_starts(length, num_samples, hop):
     last is zero-padded at the end, as training pads a short clip. A waveform of
     at most one clip gives one window.
     """
-    extra = max(0, int(length) - int(num_samples))
-    return [i * hop for i in range(1 + math.ceil(extra / hop))]
+    return [i * hop for i in range(window_count(length, num_samples, hop))]
+
+
+def window_count(length, num_samples, hop):
+    """How many windows `window_starts` gives."""
+    return 1 + math.ceil(max(0, int(length) - int(num_samples)) / hop)
 
 
 def to_pcm16(samples):

@@ -19,6 +19,7 @@ import os
 import sys
 
 import numpy as np
+import soundfile as sf
 import tensorflow as tf
 
 from keras_audio_cnn import audio_stream, ensemble as ensemble_lib
@@ -79,7 +80,7 @@ def classify(paths, model_dirs, *, hop_seconds=None, per_window=False,
         (default: half a clip).
       per_window: also give each window's probabilities (`FileResult.windows`).
       batch_size: windows per model call.
-      progress: show a progress bar (tqdm, on stderr).
+      progress: show a progress bar of windows and files (tqdm, on stderr).
       log: where notes go (unfinished models left out); default: stderr.
 
     Returns:
@@ -143,7 +144,7 @@ def _walk(directory):
     for entry in entries:
         if entry.name.startswith("."):
             continue
-        if entry.is_dir():
+        if entry.is_dir(follow_symlinks=False):  # as os.walk: linked folders are not entered
             yield from _walk(entry.path)
         elif os.path.splitext(entry.name)[1].lower() in AUDIO_EXTENSIONS:
             yield entry.path
@@ -183,29 +184,59 @@ def _classify(paths, ensemble, hop, per_window, batch_size, progress):
     dataset = dataset.batch(batch_size).prefetch(2)
     forward = ensemble.logits_function()
     results = _Results(ensemble, pending, per_window)
-    bar = _progress_bar(paths) if progress else None
+    bar = _Progress(paths, ensemble, hop) if progress else None
     try:
         for windows, files, starts in dataset:
             probabilities = ensemble_lib.mean_probabilities(forward(windows))
+            if bar:
+                bar.windows(len(probabilities))
             for p, index, start in zip(probabilities, files.numpy(), starts.numpy()):
                 yield from _shown(results.add(int(index), int(start), p), bar)
         yield from _shown(results.finish(), bar)
     finally:
-        if bar is not None:
+        if bar:
             bar.close()
 
 
-def _progress_bar(paths):
-    import tqdm  # a dependency of tensorflow-datasets
+class _Progress:
+    """A tqdm bar on stderr counting windows (exact for a 3-hour file as for many short
+    ones), with the files done; the totals come from the files' headers."""
 
-    total = sum(1 for _ in input_files(paths))  # a walk only, nothing decoded
-    return tqdm.tqdm(total=total, unit="file", file=sys.stderr, dynamic_ncols=True)
+    def __init__(self, paths, ensemble, hop):
+        import tqdm  # a dependency of tensorflow-datasets
+
+        self.files, total = 0, 0
+        for path, error in input_files(paths):
+            self.files += 1
+            total += 0 if error else _window_count(path, ensemble, hop)
+        self.done = 0
+        self.bar = tqdm.tqdm(total=total, unit="window", file=sys.stderr, dynamic_ncols=True)
+        self.bar.set_postfix_str(f"files 0/{self.files}")
+
+    def windows(self, count):
+        self.bar.update(count)
+
+    def file_done(self):
+        self.done += 1
+        self.bar.set_postfix_str(f"files {self.done}/{self.files}")
+
+    def close(self):
+        self.bar.close()
+
+
+def _window_count(path, ensemble, hop):
+    try:
+        info = sf.info(path)
+    except Exception:  # reported when the file is decoded
+        return 0
+    length = -(-info.frames * ensemble.sample_rate // max(info.samplerate, 1))
+    return audio_stream.window_count(length, ensemble.num_samples, hop)
 
 
 def _shown(results, bar):
     for result in results:
-        if bar is not None:
-            bar.update(1)
+        if bar:
+            bar.file_done()
         yield result
 
 

@@ -289,7 +289,8 @@ def test_a_progress_bar_only_on_a_terminal(trained, run_cli):
     os.close(main)
     stdout = process.stdout.read().decode()
     assert process.wait(timeout=600) == 0
-    assert "100%|" in shown.decode(errors="replace") and "2/2" in shown.decode(errors="replace")
+    shown = shown.decode(errors="replace")
+    assert "100%|" in shown and "2/2" in shown and "files 2/2" in shown, shown[-500:]
     assert len(list(csv.reader(io.StringIO(stdout)))) == 3  # the header and two rows
 
 
