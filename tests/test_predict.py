@@ -254,7 +254,7 @@ def test_unusable_model_dirs_give_one_line(case, flags, fragments, trained, brok
     assert not [p for p in os.listdir(out.parent) if p.startswith(f"{case}.tmp")]
 
 
-def test_an_output_that_is_a_directory_or_has_no_folder_is_refused(
+def test_bad_flags_no_inputs_and_unusable_outputs_give_one_line(
         trained, run_cli, assert_one_line_error):
     folder = trained["scratch"]
     result = predict(run_cli, trained, f"--output={folder}", trained["held_out"][0], check=False)
@@ -264,6 +264,8 @@ def test_an_output_that_is_a_directory_or_has_no_folder_is_refused(
     assert_one_line_error(result, "predict.py", "does not exist")
     result = predict(run_cli, trained, "--hop_seconds=2", trained["held_out"][0], check=False)
     assert_one_line_error(result, "predict.py", "--hop_seconds=2", "0.5 s")
+    result = predict(run_cli, trained, check=False)
+    assert_one_line_error(result, "predict.py", "give the audio files or folders to classify")
 
 
 def test_a_progress_bar_only_on_a_terminal(trained, run_cli):
