@@ -26,6 +26,8 @@ setuptools.setup(
         "numpy",
         "librosa>=0.10",
         "soundfile>=0.12",
+        "soxr",  # predict.py resamples in blocks (soxr.ResampleStream); librosa installs it too
+        "tqdm",  # predict.py's progress bar; tensorflow-datasets installs it too
         "absl-py",
         "matplotlib",  # evaluate.py's report and gradient-map figures
         "tensorboard",  # TensorFlow 2.21 no longer installs it; training logs to it

@@ -104,3 +104,13 @@ def from_flag_values(flag_values=flags.FLAGS):
     """The `config.TrainConfig` of parsed flags (see `define_flags`)."""
     names = config.TrainConfig().to_flags()
     return config.TrainConfig.from_flags({name: flag_values[name].value for name in names})
+
+
+def define_ensemble_flags(hop_help):
+    """`--model_dir` (repeatable) and `--hop_seconds`, the flags of the programs that use
+    every finished model of runs as one classifier (predict.py, export.py)."""
+    flags.DEFINE_multi_string(
+        "model_dir", None,
+        "A directory written by train.py; repeat to average several runs (e.g. backbones).",
+        required=True)
+    flags.DEFINE_float("hop_seconds", None, hop_help + " (default: half a clip).")

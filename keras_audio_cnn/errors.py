@@ -32,11 +32,15 @@ class EvaluationError(UserError):
     """Model directories that cannot be evaluated as asked."""
 
 
+class PredictionError(UserError):
+    """Model directories, inputs or outputs that predict.py or export.py cannot use as asked."""
+
+
 class TrainingFailed(RuntimeError):
     """A model whose training cannot succeed as configured (a NaN or infinite loss)."""
 
 
 USER_ERRORS = (UserError, AudioDataError)
 
-__all__ = ["AudioDataError", "ConfigError", "EvaluationError", "ModelConfigError", "RunError",
-           "TrainingFailed", "USER_ERRORS", "UserError", "one_line"]
+__all__ = ["AudioDataError", "ConfigError", "EvaluationError", "ModelConfigError",
+           "PredictionError", "RunError", "TrainingFailed", "USER_ERRORS", "UserError", "one_line"]

@@ -1,9 +1,38 @@
-"""Serving forms of a trained waveform-to-logits model."""
+"""Serving forms of trained waveform-to-logits models: one model's, and a run's ensemble.
+
+`export_serving` writes the SavedModel of one model (each model's `saved_model/`);
+`export_ensemble` writes ONE SavedModel averaging every finished model of one or
+more runs (`export.py`). The ensemble's signatures (a `waveform` is float32 at the
+models' sample rate, samples in [-1, 1]; every input is first rounded to 16-bit
+PCM values, as training's clips were, and NaN or infinite samples are refused):
+
+    serve(waveform [batch, num_samples])  -> probabilities [batch, classes],
+                                             class_names [classes]
+    serve_recording(waveform [samples])   -> probabilities [classes], class_names,
+          window_probabilities [windows, classes], window_start_seconds [windows]
+          (any length: the windows of predict.py, every hop_samples, the last
+          zero-padded; probabilities is their mean)
+    serve_wav(wav string [])              -> as serve_recording, from the bytes of a
+          16-bit PCM WAV file (WAVE_FORMAT_PCM, any channel count, averaged) at the
+          models' sample rate; other encodings, WAVE_FORMAT_EXTENSIBLE headers and
+          other rates are refused (tf.audio.decode_wav reads only those)
+    metadata()                            -> class_names [classes], sample_rate [],
+                                             num_samples [], hop_samples []
+
+Formats: `FORMATS` lists what `export.py --format` writes. A LiteRT (`tflite`)
+writer, which needs a frontend without `tf.signal`'s FFT, goes beside
+`export_ensemble` as another entry of `_WRITERS`.
+"""
+
+import os
 
 import keras
 import tensorflow as tf
 
-from keras_audio_cnn import fused_batch_norm
+from keras_audio_cnn import audio_stream, ensemble as ensemble_lib, fused_batch_norm, rundir
+from keras_audio_cnn.errors import PredictionError
+
+RECORDING_BATCH = 32  # windows per model call inside serve_recording and serve_wav
 
 
 def export_serving(model, path, num_samples, class_names):
@@ -31,3 +60,114 @@ def inference_function(model, jit_compile=False):
     fused_batch_norm.use_fused_kernels(model)
     return tf.function(lambda waveform: keras.ops.softmax(model(waveform, training=False)),
                        jit_compile=jit_compile, reduce_retracing=True)
+
+
+class _EnsembleGraph:
+    """The ensemble's computations as TensorFlow functions of waveforms."""
+
+    def __init__(self, ensemble, hop, batch):
+        self.models, self.n, self.hop, self.batch = ensemble.models, ensemble.num_samples, hop, batch
+        self.rate = ensemble.sample_rate
+        self.class_names = tf.constant(ensemble.class_names)
+        self.num_classes = len(ensemble.class_names)
+
+    def clips(self, waveform):
+        """`[batch, num_samples]` -> the mean of the models' softmax, `[batch, classes]`."""
+        waveform = _pcm16(waveform)
+        return tf.reduce_mean(
+            tf.stack([tf.nn.softmax(m(waveform, training=False)) for m in self.models]), axis=0)
+
+    def serve(self, waveform):
+        return {"probabilities": self.clips(waveform), "class_names": self.class_names}
+
+    def recording(self, waveform):
+        """One waveform of any length, windowed as predict.py windows it."""
+        n, hop = self.n, self.hop
+        length = tf.shape(waveform)[0]
+        check = tf.debugging.assert_positive(length, message="the waveform holds no samples")
+        with tf.control_dependencies([check]):
+            count = 1 + tf.maximum(0, (length - n + hop - 1) // hop)  # audio_stream.window_starts
+        padded = tf.pad(waveform, [[0, (count - 1) * hop + n - length]])
+        starts = tf.range(count) * hop
+        steps = (count + self.batch - 1) // self.batch
+
+        def step(i, parts):
+            window_starts = starts[i * self.batch:(i + 1) * self.batch]
+            windows = tf.gather(padded, window_starts[:, None] + tf.range(n)[None, :])
+            return i + 1, parts.write(i, self.clips(windows))
+
+        parts = tf.TensorArray(tf.float32, size=steps, infer_shape=False,
+                               element_shape=[None, self.num_classes])
+        _, parts = tf.while_loop(lambda i, _: i < steps, step, [tf.constant(0), parts])
+        windows = parts.concat()
+        return {"probabilities": tf.reduce_mean(windows, axis=0),
+                "class_names": self.class_names, "window_probabilities": windows,
+                "window_start_seconds": tf.cast(starts, tf.float32) / self.rate}
+
+    def wav(self, wav):
+        audio, rate = tf.audio.decode_wav(wav)
+        check = tf.debugging.assert_equal(
+            rate, tf.constant(self.rate, tf.int32),
+            # (no apostrophes: TensorFlow's error message would escape them)
+            message=f"the WAV file must be at {self.rate} Hz, the sample rate of the models; "
+                    "resample it first, or classify it with predict.py, which resamples")
+        with tf.control_dependencies([check]):
+            return self.recording(tf.reduce_mean(audio, axis=1))
+
+    def metadata(self):
+        return {"class_names": self.class_names, "sample_rate": tf.constant(self.rate),
+                "num_samples": tf.constant(self.n), "hop_samples": tf.constant(self.hop)}
+
+
+def _pcm16(waveform):
+    waveform = tf.debugging.assert_all_finite(
+        waveform, "the waveform holds NaN or infinite samples")
+    return tf.clip_by_value(tf.round(waveform * 32768.0), -32768.0, 32767.0) / 32768.0
+
+
+def export_ensemble(ensemble, path, hop, batch=RECORDING_BATCH):
+    """Writes ONE SavedModel averaging `ensemble`'s models, with the signatures above."""
+    graph = _EnsembleGraph(ensemble, hop, batch)
+    archive = keras.export.ExportArchive()
+    for model in ensemble.models:
+        archive.track(model)
+    waveform = "waveform"
+    archive.add_endpoint("serve", graph.serve, input_signature=[
+        tf.TensorSpec([None, ensemble.num_samples], tf.float32, name=waveform)])
+    archive.add_endpoint("serve_recording", graph.recording, input_signature=[
+        tf.TensorSpec([None], tf.float32, name=waveform)])
+    archive.add_endpoint("serve_wav", graph.wav,
+                         input_signature=[tf.TensorSpec([], tf.string, name="wav")])
+    archive.add_endpoint("metadata", graph.metadata, input_signature=[])
+    archive.write_out(path, verbose=False)
+
+
+_WRITERS = {"saved_model": export_ensemble}
+FORMATS = tuple(_WRITERS)
+
+
+def export_runs(model_dirs, output, output_format="saved_model", hop_seconds=None,
+                log=print):
+    """Writes the ensemble of every finished model of `model_dirs` to `output`, whole
+    or not at all (a temporary path renamed into place); returns the `Ensemble`."""
+    _check_output(output)
+    ensemble = ensemble_lib.load_ensemble(model_dirs, log=log)
+    hop = audio_stream.hop_samples(hop_seconds, ensemble.sample_rate, ensemble.num_samples)
+    directory, name = os.path.split(os.path.abspath(output))
+    tf.io.gfile.makedirs(directory)
+    rundir.publish(directory, name, lambda path: _WRITERS[output_format](ensemble, path, hop))
+    log(f"{output}: {output_format} averaging {len(ensemble.members)} model(s): "
+        f"{len(ensemble.class_names)} classes, {ensemble.sample_rate} Hz, clips of "
+        f"{ensemble.num_samples} samples, windows every {hop} samples")
+    return ensemble
+
+
+def _check_output(output):
+    """Refuses to replace a file, or a folder that is not an earlier export."""
+    if tf.io.gfile.exists(output) and not tf.io.gfile.isdir(output):
+        raise PredictionError(f"--output={output} is a file; give a new path or an earlier "
+                              "export's folder (it is replaced)")
+    if tf.io.gfile.isdir(output) and tf.io.gfile.listdir(output) and not tf.io.gfile.exists(
+            os.path.join(output, "saved_model.pb")):
+        raise PredictionError(f"--output={output} is a folder that holds no SavedModel; give "
+                              "a new path or an earlier export's folder (it is replaced)")

@@ -1,0 +1,136 @@
+"""Every finished model of one or more runs, as one classifier averaging their probabilities.
+
+`predict.py` and `export.py` use a run the way a user means it: all of its
+finished models (every fold, and every `--runs` model of a fold) averaged, and
+with several `--model_dir`s (e.g. one per backbone) the models of all of them.
+Which models a run has, and which are finished, comes from `rundir`; what a
+model takes and returns (its classes, sample rate and clip length) from its own
+`metrics.json`. Models of other classes, rates or clip lengths are refused.
+"""
+
+import dataclasses
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from keras_audio_cnn import fused_batch_norm, rundir
+from keras_audio_cnn.errors import PredictionError, one_line
+
+# What a finished model records about its input and output (docs/run_directory.md).
+_DESCRIPTION = ("class_names", "sample_rate", "num_samples")
+
+
+@dataclasses.dataclass
+class Ensemble:
+    """The finished models of some runs, and what they all take and return."""
+
+    model_dirs: list  # the runs, as given
+    members: list  # the model directories averaged, e.g. runs/x/fold1/run2
+    models: list  # their Keras models, in the same order
+    class_names: list  # the classes, in output order
+    sample_rate: int  # Hz of the waveforms the models take
+    num_samples: int  # samples per clip the models take
+
+    @property
+    def clip_seconds(self):
+        return self.num_samples / self.sample_rate
+
+    def logits_function(self):
+        """A tf.function from waveforms `[batch, num_samples]` to every model's logits,
+        `[models, batch, classes]`."""
+        models = self.models
+        return tf.function(lambda waveform: tf.stack([m(waveform, training=False) for m in models]),
+                           reduce_retracing=True)
+
+
+def mean_probabilities(logits):
+    """The models' softmax probabilities (in float64, as evaluate.py computes them),
+    averaged: `[models, batch, classes]` logits -> `[batch, classes]`."""
+    logits = np.asarray(logits, dtype=np.float64)
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return (shifted / shifted.sum(axis=-1, keepdims=True)).mean(axis=0)
+
+
+def load_ensemble(model_dirs, log=print):
+    """Loads every finished model of `model_dirs` (a directory or a list of them).
+
+    Unfinished models are left out with a line through `log`.
+
+    Raises:
+      RunDirError: a directory that does not exist or holds no train.py run.
+      PredictionError: no finished model, models of other classes, sample rates or
+        clip lengths, or a `model.keras` that cannot be loaded.
+    """
+    model_dirs = [model_dirs] if isinstance(model_dirs, str) else list(model_dirs)
+    members = []
+    for model_dir in model_dirs:
+        members += _finished_members(model_dir, log)
+    descriptions = [_describe(model_dir, run_dir) for model_dir, run_dir in members]
+    first_dir, first = members[0][1], descriptions[0]
+    for (_, run_dir), description in zip(members[1:], descriptions[1:]):
+        for key in _DESCRIPTION:
+            if description[key] != first[key]:
+                raise PredictionError(
+                    f"{run_dir} and {first_dir} have different {key} "
+                    f"({_short(description[key])} vs {_short(first[key])}); average only "
+                    "runs trained on the same classes, sample rate and clip length")
+    models = [_load_model(model_dir, run_dir) for model_dir, run_dir in members]
+    return Ensemble(model_dirs, [run_dir for _, run_dir in members], models,
+                    list(first["class_names"]), int(first["sample_rate"]),
+                    int(first["num_samples"]))
+
+
+def _finished_members(model_dir, log):
+    """[(model_dir, run_dir)] of a run's finished models; refuses a run with none."""
+    run = rundir.read_run(model_dir)
+    tasks = run.get("tasks") or []
+    finished = [(model_dir, d) for task in tasks for d in rundir.finished_models(model_dir, task)]
+    unfinished = [d for task in tasks for d in rundir.unfinished_models(model_dir, task)]
+    if finished:
+        for directory in unfinished:
+            log(f"{directory}: no finished model (no {rundir.METRICS_JSON}), left out")
+        return finished
+    if tf.io.gfile.exists(os.path.join(model_dir, rundir.SUMMARY_JSON)):
+        raise PredictionError(
+            f"{model_dir}: the run ended without a finished model (every model failed; "
+            f"see {os.path.join(model_dir, rundir.SUMMARY_MD)}); fix the cause and rerun its "
+            "train.py command")
+    raise PredictionError(
+        f"{model_dir}: no finished model yet (no */{rundir.METRICS_JSON}; "
+        f"{len(unfinished)} started): let train.py finish a model first, or rerun its "
+        "train.py command to resume it")
+
+
+def _describe(model_dir, run_dir):
+    """A finished model's classes, sample rate and clip length, from its metrics.json
+    (or, for a model trained before metrics.json recorded them, the run's summary.json)."""
+    metrics = rundir.read_metrics(run_dir)
+    if all(metrics.get(key) is not None for key in _DESCRIPTION):
+        return {key: metrics[key] for key in _DESCRIPTION}
+    summary_path = os.path.join(model_dir, rundir.SUMMARY_JSON)
+    summary = rundir.read_json(summary_path) if tf.io.gfile.exists(summary_path) else {}
+    if all(summary.get(key) is not None for key in _DESCRIPTION):
+        return {key: summary[key] for key in _DESCRIPTION}
+    raise PredictionError(
+        f"{os.path.join(run_dir, rundir.METRICS_JSON)} does not record the model's "
+        f"{', '.join(_DESCRIPTION)}, nor does {summary_path}: retrain that model with this "
+        "version of train.py (delete its directory and rerun the train.py command)")
+
+
+def _load_model(model_dir, run_dir):
+    path = os.path.join(run_dir, rundir.MODEL_KERAS)
+    try:
+        model = tf.keras.models.load_model(path)
+    except Exception as error:  # a damaged zip, a half-written file: Keras's own words
+        raise PredictionError(
+            f"cannot load {path} ({one_line(error)[:200]}); the file is damaged: retrain "
+            f"that model (delete {run_dir} and rerun the train.py command of {model_dir}, "
+            f"its flags are in {os.path.join(model_dir, rundir.RUN_JSON)})") from error
+    fused_batch_norm.use_fused_kernels(model)  # speed only: the same probabilities
+    return model
+
+
+def _short(value):
+    text = str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
