@@ -10,7 +10,7 @@ import sys
 import time
 
 from benchmarks import common
-from keras_audio_cnn import data
+from keras_audio_cnn import datasets
 from tfds_builders.esc50 import fake_data
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -32,7 +32,7 @@ def full_dataset(work):
 
 
 def open_prepared(data_dir, manual_dir):
-    return data.open_source("esc50", data_dir, manual_dir)
+    return datasets.open_source("esc50", data_dir, manual_dir)
 
 
 def preparation(work):
@@ -40,7 +40,7 @@ def preparation(work):
     data_dir, manual = full_dataset(work)
     shutil.rmtree(data_dir, ignore_errors=True)
     start = time.perf_counter()
-    source = data.open_source("esc50", data_dir, manual)
+    source = datasets.open_source("esc50", data_dir, manual)
     seconds = time.perf_counter() - start
     clips = sum(source.builder.info.splits[f"fold{k}"].num_examples for k in range(1, 6))
     prepared = common.directory_bytes(os.path.join(data_dir, "esc50"))
@@ -98,8 +98,8 @@ def memory(work, backbone="MobileNetV3Small"):
         data_dir = os.path.join(work, f"tfds_{per_class}")
         flags = [f"--data_dir={data_dir}", f"--manual_dir={manual}", "--dataset=esc50"]
         common.peak_rss_mb([sys.executable, "-c",
-                            "import sys; from keras_audio_cnn import data; "
-                            "data.open_source('esc50', sys.argv[1], sys.argv[2])",
+                            "import sys; from keras_audio_cnn import datasets; "
+                            "datasets.open_source('esc50', sys.argv[1], sys.argv[2])",
                             data_dir, manual], cwd=ROOT)
         model_dir = os.path.join(work, f"memory_{per_class}")
         shutil.rmtree(model_dir, ignore_errors=True)

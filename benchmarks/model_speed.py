@@ -51,7 +51,7 @@ def ours_train(backbone, steps, data_dir=None, manual_dir=None, jit_compile="aut
     import tensorflow as tf
 
     from benchmarks import clips
-    from keras_audio_cnn import augment, config, devices, recipe
+    from keras_audio_cnn import augment, config, datasets, devices, recipe
 
     defaults = config.TrainConfig()  # the paper's recipe, as train.py runs it
     settings = devices.settings(defaults.precision, jit_compile)
@@ -69,7 +69,7 @@ def ours_train(backbone, steps, data_dir=None, manual_dir=None, jit_compile="aut
     if data_dir:
         from benchmarks import data
 
-        source = data.open_prepared(data_dir, manual_dir)
+        source = datasets.open_prepared(data_dir, manual_dir)
         result["input_wait"] = data.input_wait(source, fitted, TRAIN_BATCH)
     return result
 

@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_audio_cnn import config as config_lib
-from keras_audio_cnn import data, fused_batch_norm, metrics, provenance, rundir
+from keras_audio_cnn import datasets, fused_batch_norm, metrics, provenance, rundir
 from keras_audio_cnn.errors import EvaluationError
 
 
@@ -156,7 +156,7 @@ def _open_data(model_dirs, options, data_dir, manual_dir):
     folder_gone = (options.dataset == "audio_folder" and options.audio_dir
                    and not tf.io.gfile.isdir(options.audio_dir))
     if not folder_gone:
-        return data.open_source(
+        return datasets.open_source(
             options.dataset, data_dir, manual_dir, audio_dir=options.audio_dir,
             sample_rate=options.sample_rate, clip_seconds=options.clip_seconds,
             num_folds=options.num_folds)
@@ -170,7 +170,7 @@ def _open_data(model_dirs, options, data_dir, manual_dir):
     record = records[0]
     print(f"{options.audio_dir} is gone: evaluating on the data prepared from it for training "
           f"({record['dataset']} {record['config']} in {data_dir})")
-    return data.open_prepared(data_dir, record["dataset"], record["config"], record["version"])
+    return datasets.open_prepared(data_dir, record["dataset"], record["config"], record["version"])
 
 
 def evaluate_runs(model_dirs, data_dir=None, manual_dir=None, batch_size=None,

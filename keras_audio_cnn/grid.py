@@ -15,7 +15,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_audio_cnn import data, devices, local_runner, metrics, provenance, rundir, runner
+from keras_audio_cnn import (data, datasets, devices, local_runner, metrics, provenance, rundir,
+                             runner)
 from keras_audio_cnn import model as model_lib
 from keras_audio_cnn.errors import RunError, UserError
 
@@ -85,8 +86,8 @@ def check_options(config):
         from keras_audio_cnn import ray_runner
 
         ray_runner.import_ray()  # Ray is an optional dependency: say so before data work
-    data.check_dataset_name(config.data.dataset, config.data.audio_dir)
-    planned = data.planned_tasks(config.data.dataset, config.data.num_folds)
+    datasets.check_dataset_name(config.data.dataset, config.data.audio_dir)
+    planned = datasets.planned_tasks(config.data.dataset, config.data.num_folds)
     if planned:  # --folds=9 of ESC-50, before a 600 MB download
         select_tasks(planned, list(config.folds), config.data.dataset)
     settings = devices.settings(config.precision, config.jit_compile, config.deterministic)
@@ -156,7 +157,7 @@ def run(config):
     if settings.note:
         print(settings.note)
     options = config.data
-    source = data.open_source(
+    source = datasets.open_source(
         options.dataset, options.data_dir, options.manual_dir, audio_dir=options.audio_dir,
         sample_rate=options.sample_rate, clip_seconds=options.clip_seconds,
         num_folds=options.num_folds,

@@ -65,7 +65,7 @@ def _prepare_fake_spoken_digit(root, data_dir):
     """Prepares the real TFDS catalog builder `spoken_digit` from fake recordings."""
     import tensorflow_datasets as tfds
 
-    from keras_audio_cnn import data
+    from keras_audio_cnn import datasets
 
     recordings = root / "free-spoken-digit-dataset-1.0.9" / "recordings"
     recordings.mkdir(parents=True)
@@ -78,7 +78,7 @@ def _prepare_fake_spoken_digit(root, data_dir):
                      0.4 * np.sin(2 * np.pi * (300 + 150 * digit) * t), 8000, subtype="PCM_16")
     with mock.patch.object(tfds.download.DownloadManager, "download_and_extract",
                            return_value=str(root)):
-        return data.open_source("tfds:spoken_digit", str(data_dir))
+        return datasets.open_source("tfds:spoken_digit", str(data_dir))
 
 
 @pytest.fixture(scope="session")

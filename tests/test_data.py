@@ -12,7 +12,7 @@ import soundfile as sf
 import tensorflow_datasets as tfds
 from tensorflow_datasets.core.features import feature as feature_lib
 
-from keras_audio_cnn import data
+from keras_audio_cnn import data, datasets
 from tfds_builders import common, folds
 from tfds_builders.audio_folder import fake_data as folder_fake
 from tfds_builders.audio_io import AudioDataError
@@ -25,31 +25,31 @@ class FakeBuilder:
 
 
 def test_fold_splits_give_one_task_per_fold():
-    tasks = data.protocol(FakeBuilder("fold3", "fold1", "fold2", "fold10"))
+    tasks = datasets.protocol(FakeBuilder("fold3", "fold1", "fold2", "fold10"))
     assert [t.name for t in tasks] == ["fold1", "fold2", "fold3", "fold10"]
     assert tasks[0].train == "fold2+fold3+fold10" and tasks[0].test == "fold1"
     assert tasks[3].train == "fold1+fold2+fold3" and tasks[3].test == "fold10"
 
 
 def test_train_valid_test_splits_give_one_task():
-    (task,) = data.protocol(FakeBuilder("train", "valid", "test"))
+    (task,) = datasets.protocol(FakeBuilder("train", "valid", "test"))
     assert (task.name, task.train, task.valid, task.test) == ("test", "train", "valid", "test")
-    (task,) = data.protocol(FakeBuilder("train", "validation", "test"))
+    (task,) = datasets.protocol(FakeBuilder("train", "validation", "test"))
     assert task.valid == "validation"
 
 
 def test_train_only_gives_carved_folds_and_no_split_is_an_error():
-    tasks = data.protocol(FakeBuilder("train"))
+    tasks = datasets.protocol(FakeBuilder("train"))
     assert [(t.name, t.fold) for t in tasks] == [(f"fold{k}", k) for k in range(1, 6)]
     with pytest.raises(AudioDataError, match="neither fold1..foldN nor train/test"):
-        data.protocol(FakeBuilder("extra"))
+        datasets.protocol(FakeBuilder("extra"))
 
 
 def test_unknown_dataset_is_refused_before_anything_is_written(tmp_path):
     with pytest.raises(AudioDataError, match="unknown dataset 'nope'.*esc50"):
-        data.open_source("nope", str(tmp_path / "d"))
+        datasets.open_source("nope", str(tmp_path / "d"))
     with pytest.raises(AudioDataError, match="needs --audio_dir"):
-        data.open_source("audio_folder", str(tmp_path / "d"))
+        datasets.open_source("audio_folder", str(tmp_path / "d"))
     assert not os.path.exists(tmp_path / "d")
 
 
@@ -106,7 +106,7 @@ def test_shuffle_buffer_is_bounded_in_bytes_and_every_epoch_is_reshuffled(spoken
 @pytest.fixture(scope="module")
 def folder_source(make_sounds):
     work = make_sounds(files_per_class=4)  # 3 classes x 4 files, 0.4-0.5 s: one clip each
-    return data.open_source("audio_folder", str(work / "tfds"), audio_dir=str(work / "audio"),
+    return datasets.open_source("audio_folder", str(work / "tfds"), audio_dir=str(work / "audio"),
                             sample_rate=8000, clip_seconds=0.5, num_folds=3)
 
 
@@ -133,10 +133,10 @@ def test_batches_keep_their_cardinality(spoken_digit, folder_source, part, copie
 def test_source_lists_the_suspect_files_its_builder_kept(make_sounds):
     work = make_sounds(classes=("a", "b"), files_per_class=2)
     sf.write(work / "audio" / "b" / "silent.wav", np.zeros(4000), 8000)
-    source = data.open_source("audio_folder", str(work / "tfds"), audio_dir=str(work / "audio"),
+    source = datasets.open_source("audio_folder", str(work / "tfds"), audio_dir=str(work / "audio"),
                               sample_rate=8000, num_folds=2)
     assert source.suspect_files == {"b/silent.wav": "every sample is zero"}
-    assert data.suspect_files(source.builder) == source.suspect_files
+    assert datasets.suspect_files(source.builder) == source.suspect_files
 
 
 def _digest(lines):
@@ -149,7 +149,7 @@ def long_files(tmp_path_factory):
     work = tmp_path_factory.mktemp("long")
     folder_fake.write_fake_audio_folder(work / "audio", classes=("a", "b"), files_per_class=4,
                                         seconds=(0.3, 1.2), formats=("wav",))
-    source = data.open_source("audio_folder", str(work / "tfds"), audio_dir=str(work / "audio"),
+    source = datasets.open_source("audio_folder", str(work / "tfds"), audio_dir=str(work / "audio"),
                               sample_rate=8000, clip_seconds=0.5, num_folds=2)
     return work, source
 
@@ -178,7 +178,7 @@ def test_data_record_of_an_audio_folder_names_its_clips_and_test_files(long_file
 
 def test_data_record_decodes_no_audio_and_logs_no_deprecation(long_files):
     work, source = long_files
-    fresh = data.open_prepared(str(work / "tfds"), "audio_folder",
+    fresh = datasets.open_prepared(str(work / "tfds"), "audio_folder",
                                source.builder.info.config_name, "1.0.0")
     with mock.patch.object(common.BytesAudio, "decode_example", side_effect=AssertionError), \
             mock.patch.object(feature_lib, "log_tf_warning") as deprecated:
@@ -209,12 +209,12 @@ def test_open_prepared_reads_an_audio_folder_that_is_gone(tmp_path):
     folder_fake.write_fake_audio_folder(tmp_path / "audio", classes=("a", "b"), files_per_class=3,
                                         seconds=0.1, formats=("wav",))
     sf.write(tmp_path / "audio" / "a" / "silent.wav", np.zeros(800), 8000)
-    source = data.open_source("audio_folder", str(tmp_path / "tfds"),
+    source = datasets.open_source("audio_folder", str(tmp_path / "tfds"),
                               audio_dir=str(tmp_path / "audio"), sample_rate=8000, num_folds=2)
     records = [source.data_record(task) for task in source.tasks]
     shutil.rmtree(tmp_path / "audio")
     record = records[0]
-    again = data.open_prepared(str(tmp_path / "tfds"), record["dataset"], record["config"],
+    again = datasets.open_prepared(str(tmp_path / "tfds"), record["dataset"], record["config"],
                                record["version"])
     for field in ("name", "sample_rate", "num_samples", "class_names", "tasks", "skipped_files",
                   "suspect_files", "audio_key", "label_key", "fold_assignment"):
@@ -228,14 +228,14 @@ def test_open_prepared_reads_an_audio_folder_that_is_gone(tmp_path):
 def test_open_prepared_gives_carved_folds_as_open_source_does(spoken_digit, tmp_path):
     record = spoken_digit.data_record(spoken_digit.tasks[2])
     data_dir = os.path.dirname(os.path.dirname(os.fspath(spoken_digit.builder.data_dir)))
-    again = data.open_prepared(data_dir, record["dataset"], record["config"], record["version"])
+    again = datasets.open_prepared(data_dir, record["dataset"], record["config"], record["version"])
     assert again.tasks == spoken_digit.tasks
     assert again.fold_assignment == spoken_digit.fold_assignment == folds.FOLD_ASSIGNMENT
     np.testing.assert_array_equal(again.fold_of_example, spoken_digit.fold_of_example)
     assert again.num_samples == spoken_digit.num_samples
     assert again.data_record(again.tasks[2]) == record
     with pytest.raises(AudioDataError) as error:
-        data.open_prepared(str(tmp_path), "gtzan/fault_filtered", "fault_filtered", "1.0.0")
+        datasets.open_prepared(str(tmp_path), "gtzan/fault_filtered", "fault_filtered", "1.0.0")
     assert str(error.value) == (
         f"dataset gtzan/fault_filtered, config fault_filtered, version 1.0.0 is not prepared in "
         f"{tmp_path} (no {tmp_path}/gtzan/fault_filtered/1.0.0); prepare it again from its "

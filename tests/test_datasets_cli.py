@@ -7,7 +7,7 @@ import shutil
 import pytest
 import tensorflow as tf
 
-from keras_audio_cnn import data
+from keras_audio_cnn import datasets
 from tfds_builders import folds
 from tfds_builders.audio_folder import fake_data as folder_fake
 from tfds_builders.gtzan import fake_data as gtzan_fake
@@ -188,7 +188,7 @@ def test_no_clip_is_in_both_a_models_training_and_evaluation_data(tmp_path, name
         options = dict(audio_dir=str(manual), clip_seconds=1.0)
     else:
         writer(manual)
-    source = data.open_source(name, str(tmp_path / "tfds"), str(manual), **options)
+    source = datasets.open_source(name, str(tmp_path / "tfds"), str(manual), **options)
     tested = []
     for task in source.tasks:
         train_files = set(_filenames(source.builder, task.train))

@@ -235,7 +235,7 @@ TWO_REPLICAS = """
     run_config = config.TrainConfig.from_flags(
         dict(run, batch_size=run["batch_size"] // 2, learning_rate=run["learning_rate"] / 2))
     options = run_config.data
-    source = data.open_source(options.dataset, options.data_dir, options.manual_dir,
+    source = datasets.open_source(options.dataset, options.data_dir, options.manual_dir,
                               audio_dir=options.audio_dir, sample_rate=options.sample_rate,
                               clip_seconds=options.clip_seconds, num_folds=options.num_folds)
     task = next(t for t in source.tasks if t.name == "fold1")

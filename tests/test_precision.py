@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_audio_cnn import augment, config, data, devices, grid, metrics, recipe, trainer
+from keras_audio_cnn import augment, config, datasets, devices, grid, metrics, recipe, trainer
 from keras_audio_cnn import model as model_lib
 from keras_audio_cnn.errors import ConfigError, RunError
 
@@ -159,7 +159,7 @@ def test_jit_compile_true_trains_a_step_on_the_cpu():
 def mixed_run(sounds):
     """One fold trained by the trainer under mixed_bfloat16 (forced: this CPU has no bf16)."""
     work = sounds
-    source = data.open_source("audio_folder", str(work / "tfds"), audio_dir=str(work / "audio"),
+    source = datasets.open_source("audio_folder", str(work / "tfds"), audio_dir=str(work / "audio"),
                               sample_rate=RATE, clip_seconds=0.5, num_folds=3)
     run_config = config.TrainConfig().replace(
         dataset="audio_folder", backbone="MobileNetV3Small", weights="none", augment="none",

@@ -1,6 +1,6 @@
 """Preparing datasets in a data_dir that other processes use at the same time.
 
-Real processes prepare audio folders (`data.open_source`), paused inside their
+Real processes prepare audio folders (`datasets.open_source`), paused inside their
 preparation by a script that waits on its standard input, so the interleavings
 are set by the test, not by timing.
 """
@@ -18,7 +18,7 @@ import pytest
 import soundfile as sf
 import tensorflow_datasets as tfds
 
-from keras_audio_cnn import data
+from keras_audio_cnn import datasets
 from tfds_builders.audio_folder import builder as afb
 from tfds_builders.audio_folder import fake_data as folder_fake
 from tfds_builders.audio_io import AudioDataError
@@ -41,7 +41,7 @@ SCRIPT = textwrap.dedent("""
         yield from generate(self, files)
 
     afb.Builder._generate_examples = paused
-    source = data.open_source("audio_folder", sys.argv[1], audio_dir=sys.argv[2],
+    source = datasets.open_source("audio_folder", sys.argv[1], audio_dir=sys.argv[2],
                               sample_rate=8000, num_folds=2)
     print(json.dumps({"data_dir": source.builder.data_dir,
                       "examples": source.builder.info.splits.total_num_examples}))
@@ -132,7 +132,7 @@ def test_a_failed_preparation_leaves_another_datasets_concurrent_preparation_int
 
     with mock.patch.object(afb.Builder, "_generate_examples", meanwhile), \
             pytest.raises(AudioDataError, match=f"cannot decode audio file {failing}/b/cut.flac"):
-        data.open_source("audio_folder", str(data_dir), audio_dir=str(failing),
+        datasets.open_source("audio_folder", str(data_dir), audio_dir=str(failing),
                          sample_rate=RATE, num_folds=2)
     assert others[0].returncode == 0, others[0].stderr[-3000:]
     prepared = json.loads(others[0].stdout.strip().splitlines()[-1])
@@ -152,7 +152,7 @@ def test_a_failed_preparation_in_a_new_data_dir_removes_it(tmp_path):
     audio_dir = _folder(tmp_path / "audio")
     (audio_dir / "a" / "a_00.wav").write_bytes((audio_dir / "a" / "a_00.wav").read_bytes()[:40])
     with pytest.raises(AudioDataError, match="a_00.wav"):  # A header without frames.
-        data.open_source("audio_folder", str(tmp_path / "new" / "tfds"), audio_dir=str(audio_dir),
+        datasets.open_source("audio_folder", str(tmp_path / "new" / "tfds"), audio_dir=str(audio_dir),
                          sample_rate=RATE, num_folds=2)
     assert not (tmp_path / "new").exists()
 
@@ -178,7 +178,7 @@ def test_killed_preparations_leave_copies_the_next_one_removes_not_other_dataset
         folder.mkdir(parents=True)
         (folder / "audio_folder-fold1.tfrecord-00000-of-00001").write_bytes(b"partial")
 
-    source = data.open_source("audio_folder", str(data_dir), audio_dir=str(audio_dir),
+    source = datasets.open_source("audio_folder", str(data_dir), audio_dir=str(audio_dir),
                               sample_rate=RATE, num_folds=2)
     assert source.builder.info.splits.total_num_examples == 6
     assert sorted(p.name for p in config_dir.iterdir()) == ["1.0.0", "incomplete.QWE456_0.9.0"]
@@ -186,7 +186,7 @@ def test_killed_preparations_leave_copies_the_next_one_removes_not_other_dataset
 
     # Prepared data with a killed copy beside it: the copy goes at the next opening too.
     planted[0].mkdir()
-    again = data.open_source("audio_folder", str(data_dir), audio_dir=str(audio_dir),
+    again = datasets.open_source("audio_folder", str(data_dir), audio_dir=str(audio_dir),
                              sample_rate=RATE, num_folds=2)
     assert again.builder.data_dir == source.builder.data_dir
     assert not planted[0].exists() and planted[2].exists()
