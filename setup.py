@@ -38,15 +38,15 @@ setuptools.setup(
     extras_require={
         # dill: tfds.testing imports it; pydub: TFDS catalog audio datasets (tests use
         # spoken_digit) encode their WAV files with it; ray: tests/test_ray.py.
-        # ai-edge-litert: tests/test_portable_frontend.py runs the .tflite in LiteRT;
+        # ai-edge-litert, tf2onnx, onnxruntime: the .tflite and ONNX exports run in tests;
         # hypothesis: tests/test_properties.py.
         "test": ["pytest", "pytest-xdist", "hypothesis", "dill", "pydub", "ray>=2.9",
-                 "ai-edge-litert"],
+                 "ai-edge-litert", "tf2onnx", "onnxruntime"],
         "gpu": ["tensorflow[and-cuda]>=2.20"],
         # train.py --ray_address: the grid of models as tasks of a Ray cluster.
         "ray": ["ray>=2.9"],
-        # portable_frontend.to_tflite's models run in LiteRT; to_onnx needs tf2onnx
-        # (which may pin protobuf: a separate environment is safer).
+        # export.py --format=tflite models run in LiteRT; --format=onnx needs tf2onnx
+        # (1.17 installs beside TensorFlow 2.21 without changing its protobuf).
         "litert": ["ai-edge-litert"],
         "onnx": ["tf2onnx", "onnxruntime"],
     },

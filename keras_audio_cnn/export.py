@@ -19,9 +19,8 @@ PCM values, as training's clips were, and NaN or infinite samples are refused):
     metadata()                            -> class_names [classes], sample_rate [],
                                              num_samples [], hop_samples []
 
-Formats: `FORMATS` lists what `export.py --format` writes. A LiteRT (`tflite`)
-writer, which needs a frontend without `tf.signal`'s FFT, goes beside
-`export_ensemble` as another entry of `_WRITERS`.
+Formats: `FORMATS` lists what `export.py --format` writes; `tflite` (LiteRT) and
+`onnx` are one-clip models with an FFT-free frontend, written by `device_export`.
 """
 
 import os
@@ -142,20 +141,39 @@ def export_ensemble(ensemble, path, hop, batch=RECORDING_BATCH):
     archive.write_out(path, verbose=False)
 
 
-_WRITERS = {"saved_model": export_ensemble}
-FORMATS = tuple(_WRITERS)
+FORMATS = ("saved_model", "tflite", "onnx")
 
 
 def export_runs(model_dirs, output, output_format="saved_model", hop_seconds=None,
-                log=print):
+                quantize="none", evaluate=True, log=print):
     """Writes the ensemble of every finished model of `model_dirs` to `output`, whole
-    or not at all (a temporary path renamed into place); returns the `Ensemble`."""
+    or not at all (a temporary path renamed into place); returns the `Ensemble`.
+
+    `saved_model` is the SavedModel above; `tflite` and `onnx` are one-clip models
+    for devices (`device_export`), `tflite` optionally quantized.
+    """
+    if output_format != "saved_model":
+        from keras_audio_cnn import device_export
+
+        if quantize != "none" and output_format != "tflite":
+            raise PredictionError("--quantize applies to --format=tflite only")
+        device_export.check_output(output)
+        ensemble = ensemble_lib.load_ensemble(model_dirs, log=log)
+        described = device_export.write(ensemble, output, output_format, quantize=quantize,
+                                        evaluate=evaluate, log=log)
+        log(f"{output}: {output_format} averaging {len(ensemble.members)} model(s): "
+            f"{len(ensemble.class_names)} classes, {ensemble.sample_rate} Hz, clips of "
+            f"{ensemble.num_samples} samples, {described['bytes'] / 2**20:.2f} MB; "
+            f"described in {output}.json")
+        return ensemble
+    if quantize != "none":
+        raise PredictionError("--quantize applies to --format=tflite only")
     _check_output(output)
     ensemble = ensemble_lib.load_ensemble(model_dirs, log=log)
     hop = audio_stream.hop_samples(hop_seconds, ensemble.sample_rate, ensemble.num_samples)
     directory, name = os.path.split(os.path.abspath(output))
     tf.io.gfile.makedirs(directory)
-    rundir.publish(directory, name, lambda path: _WRITERS[output_format](ensemble, path, hop))
+    rundir.publish(directory, name, lambda path: export_ensemble(ensemble, path, hop))
     log(f"{output}: {output_format} averaging {len(ensemble.members)} model(s): "
         f"{len(ensemble.class_names)} classes, {ensemble.sample_rate} Hz, clips of "
         f"{ensemble.num_samples} samples, windows every {hop} samples")

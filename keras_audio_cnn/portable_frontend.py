@@ -282,7 +282,7 @@ def clip_settings(model):
     return model.get_layer(name).sampling_rate, model.input_shape[-1]
 
 
-def portable_model(model, sample_rate=None, num_samples=None):
+def portable_model(model, sample_rate=None, num_samples=None, name=None):
     """The same classifier with `PortableLogMelImage` as its frontend, for conversion.
 
     Args:
@@ -291,6 +291,7 @@ def portable_model(model, sample_rate=None, num_samples=None):
             the rest of the model.
         sample_rate, num_samples: the model's clip settings; read from the model
             (its MelSpectrogram layers and input) when omitted.
+        name: the new model's name (default `<model name>_portable`).
 
     Returns:
         A `keras.Model` from waveforms `[batch, num_samples]` to the model's
@@ -311,7 +312,7 @@ def portable_model(model, sample_rate=None, num_samples=None):
     waveform = keras.Input(shape=(num_samples,), name="waveform")
     image = PortableLogMelImage(sample_rate, num_samples, name="portable_logmel_image")(waveform)
     outputs = rest(image)
-    return keras.Model(waveform, outputs, name=f"{model.name}_portable")
+    return keras.Model(waveform, outputs, name=name or f"{model.name}_portable")
 
 
 def _inference_function(model, batch_size):
@@ -321,14 +322,23 @@ def _inference_function(model, batch_size):
     return function.get_concrete_function(signature)
 
 
-def to_tflite(model, batch_size=1):
-    """Converts a (portable) waveform model to a `.tflite` flatbuffer, builtin ops only."""
+def to_tflite(model, batch_size=1, quantize="none", representative=None):
+    """Converts a (portable) waveform model to a `.tflite` flatbuffer, builtin ops only.
+
+    `quantize`: "none"; "dynamic" (weights stored as int8, computed in float);
+    "int8" (weights and, where the op allows, activations in int8, calibrated on
+    `representative()`, a generator of `[waveforms]` batches; float elsewhere).
+    """
     concrete = _inference_function(model, batch_size)
     # Not `from_concrete_functions([concrete], model)`: with the Keras 3 model as
     # its trackable object, TF 2.21 froze garbage into BatchNorm constants (NaN
     # outputs of MobileNetV3Small, values off by 1e18 for one Conv2D+BatchNorm).
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete])
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if quantize != "none":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantize == "int8":
+        converter.representative_dataset = representative
     return converter.convert()
 
 

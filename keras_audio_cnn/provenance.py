@@ -13,26 +13,27 @@ _LEGACY_REFUSED = ("audio_folder",)  # datasets whose old models cannot be check
 
 
 def change(recorded, current):
-    """What differs between two `data_record`s (one phrase), or None."""
-    if recorded.get("config") != current.get("config"):
-        return (f"it was prepared as {recorded.get('dataset')} config {recorded.get('config')} "
-                f"and is now config {current.get('config')}")
-    if recorded.get("version") != current.get("version"):
-        return f"version {recorded.get('version')} then, {current.get('version')} now"
+    """What differs between two `data_record`s (one phrase), or None.
+
+    Which examples changed comes first (an audio folder's config name changes with
+    every change of its files, so that alone says little); then the prepared
+    dataset's config or version.
+    """
     changes = []
     for part, then in recorded.get("parts", {}).items():
         now = current.get("parts", {}).get(part)
         if now is None or now["fingerprint"] != then["fingerprint"]:
             count = f"{then['num_examples']} clips then, {now['num_examples'] if now else 0} now"
             changes.append(f"its {part} part differs ({count})")
-    if not changes:
-        return None
     files_then, files_now = set(recorded.get("test_files", ())), set(current.get("test_files", ()))
     added, removed = sorted(files_now - files_then), sorted(files_then - files_now)
-    if added or removed:
+    if changes and (added or removed):
         example = (added or removed)[0]
         changes.append(f"test files: {len(added)} added, {len(removed)} removed, e.g. {example}")
-    return "; ".join(changes)
+    for key in ("config", "version"):
+        if recorded.get(key) != current.get(key):
+            changes.append(f"prepared as {key} {recorded.get(key)} then, {current.get(key)} now")
+    return "; ".join(changes) or None
 
 
 def problem(run_dir, model_metrics, source, task):

@@ -170,3 +170,63 @@ def test_export_refuses_a_file_or_a_foreign_folder_and_replaces_an_earlier_expor
     import tensorflow as tf
 
     assert int(tf.saved_model.load(earlier).signatures["metadata"]()["hop_samples"]) == 1000
+
+
+def test_tflite_and_onnx_exports_run_and_equal_predict(exported, run_cli, tmp_path, read_json):
+    """One-clip .tflite (LiteRT, builtin ops only) and ONNX models of the ensemble give
+    predict.py's probabilities within 1e-3; quantized, a smaller file and each model's
+    held-out accuracy beside the float model's."""
+    from ai_edge_litert.interpreter import Interpreter
+    import onnxruntime
+
+    from keras_audio_cnn import device_export
+    from tfds_builders import audio_io
+
+    clips = [p for p in sorted((exported["work"] / "audio").rglob("*.wav"))][:6]
+    result = run_cli("predict.py", f"--model_dir={exported['model_dir']}", "--format=json",
+                     *map(str, clips))
+    expected = np.array([[row["probabilities"][name] for name in CLASSES]
+                         for row in json.loads(result.stdout)])
+    waveforms = np.stack([audio_io.load_clip(c, RATE, CLIP) / np.float32(32768) for c in clips])
+
+    path = tmp_path / "ensemble.tflite"
+    run_cli("export.py", f"--model_dir={exported['model_dir']}", "--format=tflite",
+            f"--output={path}")
+    described = read_json(f"{path}.json")
+    assert described["class_names"] == list(CLASSES) and described["sample_rate"] == RATE
+    assert described["input"]["shape"] == [1, CLIP] and len(described["members"]) == 2
+    litert = Interpreter(model_path=str(path))
+    litert.allocate_tensors()
+    ops = {op["op_name"] for op in litert._get_ops_details()}
+    assert not any(op in ("RFFT2D", "FLEX_DELEGATE", "CUSTOM") or "FLEX" in op for op in ops)
+    np.testing.assert_allclose(device_export.run_tflite(litert, waveforms), expected, atol=1e-3)
+
+    onnx_path = tmp_path / "ensemble.onnx"
+    run_cli("export.py", f"--model_dir={exported['model_dir']}", "--format=onnx",
+            f"--output={onnx_path}")
+    session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    outputs = np.concatenate([session.run(None, {session.get_inputs()[0].name: w[None]})[0]
+                              for w in waveforms])
+    np.testing.assert_allclose(outputs, expected, atol=1e-3)
+
+    quantized = tmp_path / "ensemble_dynamic.tflite"
+    result = run_cli("export.py", f"--model_dir={exported['model_dir']}", "--format=tflite",
+                     "--quantize=dynamic", f"--output={quantized}")
+    described = read_json(f"{quantized}.json")
+    assert quantized.stat().st_size == described["bytes"] < described["float_bytes"] / 2
+    held_out = described["held_out"]
+    assert [row["task"] for row in held_out] == ["fold1", "fold1"]
+    for row in held_out:
+        assert 0.0 <= row["quantized"] <= 1.0 and row["float"] == pytest.approx(row["keras"])
+        assert f"held-out accuracy on fold1 ({row['clips']} clips)" in result.stderr
+
+
+def test_device_exports_refuse_a_directory_and_quantized_onnx(exported, run_cli, tmp_path,
+                                                             assert_one_line_error):
+    result = run_cli("export.py", f"--model_dir={exported['model_dir']}", "--format=tflite",
+                     f"--output={tmp_path}", check=False)
+    assert_one_line_error(result, "export.py", f"--output={tmp_path} is a directory")
+    result = run_cli("export.py", f"--model_dir={exported['model_dir']}", "--format=onnx",
+                     "--quantize=dynamic", f"--output={tmp_path / 'm.onnx'}", check=False)
+    assert_one_line_error(result, "export.py", "--quantize applies to --format=tflite only")
+    assert os.listdir(tmp_path) == []

@@ -123,7 +123,7 @@ def test_augment_and_runs_options_are_checked_before_anything_runs(tmp_path):
     assert config.TrainConfig().replace(augment="none").augment == ()
     with pytest.raises(ConfigError, match="unknown --augment='pitch'"):
         config.TrainConfig().replace(augment="paper,pitch")
-    with pytest.raises(ConfigError, match="--runs=0 must be at least 1"):
+    with pytest.raises(ConfigError, match="--runs=0 must be a whole number of at least 1"):
         grid.run(config.TrainConfig().replace(runs=0, model_dir=str(tmp_path / "m")))
     assert not (tmp_path / "m").exists()
 
