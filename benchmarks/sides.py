@@ -32,11 +32,23 @@ def _tensorflow_facts():
             "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "unset")}
 
 
-def ours_frontend(batch=FRONTEND_BATCH):
+def _without_speedups(model):
+    """`model` as this project computed it before its speed-ups: the same layers
+    and weights rebuilt from its config, with Keras's own kernels (a whole batch at
+    a time in the frontend's MelSpectrogram layers; Keras's BatchNormalization)."""
+    import keras
+
+    rebuilt = keras.Model.from_config(model.get_config())
+    rebuilt.set_weights(model.get_weights())
+    return rebuilt
+
+
+def ours_frontend(batch=FRONTEND_BATCH, before=False):
     """The project's frontend (`frontend.build_frontend`), a batch of ESC-50 clips per call.
 
     `info` holds its largest and mean |dB| difference from the per-clip librosa +
-    PIL reference image (`benchmarks/reference.py`) over 4 clips.
+    PIL reference image (`benchmarks/reference.py`) over 4 clips. With `before`,
+    the frontend without this project's speed-ups (`_without_speedups`).
     """
     import keras_audio_cnn  # noqa: F401  (before TensorFlow)
     import numpy as np
@@ -47,6 +59,8 @@ def ours_frontend(batch=FRONTEND_BATCH):
 
     waveforms = clips.waveforms(batch)
     image_model = frontend.build_frontend(clips.SAMPLE_RATE, clips.NUM_SAMPLES)
+    if before:
+        image_model = _without_speedups(image_model)
     images = tf.function(lambda w: image_model(w, training=False))
     inputs = tf.constant(waveforms)
     expected = np.stack([reference.log_mel_image(c, clips.SAMPLE_RATE) for c in waveforms[:4]])
