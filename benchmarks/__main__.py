@@ -21,6 +21,9 @@ import subprocess
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The sides of a benchmark live side by side: on a GPU each TensorFlow process takes
+# only the memory it uses (by default the first would take it all).
+os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
 
 from absl import app, flags  # noqa: E402
 
@@ -276,8 +279,11 @@ def main(argv):
         options = {} if target == "reference_frontend" else {"model": preset["torch_model"]}
         return ("reference", f"{SIDES_TORCH}:{target}", options, FLAGS.torch_python, None)
 
-    log(f"preset {FLAGS.preset}: {', '.join(only)}; {FLAGS.trials} trials per side; "
-        f"backbone {backbone}")
+    lengths = ", ".join(f"{seconds[name]:g} s ({name})" for name in only
+                        if name in preset["seconds"])
+    log(f"preset {FLAGS.preset}: {', '.join(only)}; {FLAGS.trials} interleaved trials per "
+        f"side of at least {lengths}; backbone {backbone}; PyTorch sides under "
+        f"{FLAGS.torch_python}")
     if "frontend" in only:
         log("1 frontend")
         results, load = timed_benchmark("frontend", [

@@ -32,25 +32,33 @@ def _tensorflow_facts():
             "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "unset")}
 
 
-def _without_speedups(model):
-    """`model` as this project computed it before its speed-ups: the same layers
-    and weights rebuilt from its config, with Keras's own kernels (a whole batch at
-    a time in the frontend's MelSpectrogram layers; Keras's BatchNormalization)."""
-    import keras
+def _ours(env=None, per_clip_frontend=True, fused_batch_norm=True):
+    """Imports the package before TensorFlow, with `env` set first; turns speed-ups off.
 
-    rebuilt = keras.Model.from_config(model.get_config())
-    rebuilt.set_weights(model.get_weights())
-    return rebuilt
+    `per_clip_frontend=False` keeps the frontend's MelSpectrogram layers computing
+    whole batches (`frontend.compute_per_clip` off), `fused_batch_norm=False` keeps
+    Keras's BatchNormalization kernel: the project as it was before each speed-up,
+    for A/B comparisons (`benchmarks.compare`).
+    """
+    os.environ.update(env or {})
+    import keras_audio_cnn  # noqa: F401  (before TensorFlow: its oneDNN default)
+    from keras_audio_cnn import frontend, fused_batch_norm as fused
+
+    if not per_clip_frontend:
+        frontend.compute_per_clip = lambda layer: False
+    if not fused_batch_norm:
+        fused.use_fused_kernels = lambda model: 0
+    return {"per_clip_frontend": per_clip_frontend, "fused_batch_norm": fused_batch_norm}
 
 
-def ours_frontend(batch=FRONTEND_BATCH, before=False):
+def ours_frontend(batch=FRONTEND_BATCH, **speedups):
     """The project's frontend (`frontend.build_frontend`), a batch of ESC-50 clips per call.
 
     `info` holds its largest and mean |dB| difference from the per-clip librosa +
-    PIL reference image (`benchmarks/reference.py`) over 4 clips. With `before`,
-    the frontend without this project's speed-ups (`_without_speedups`).
+    PIL reference image (`benchmarks/reference.py`) over 4 clips. `speedups`:
+    see `_ours`.
     """
-    import keras_audio_cnn  # noqa: F401  (before TensorFlow)
+    settings = _ours(**speedups)
     import numpy as np
     import tensorflow as tf
 
@@ -59,24 +67,22 @@ def ours_frontend(batch=FRONTEND_BATCH, before=False):
 
     waveforms = clips.waveforms(batch)
     image_model = frontend.build_frontend(clips.SAMPLE_RATE, clips.NUM_SAMPLES)
-    if before:
-        image_model = _without_speedups(image_model)
     images = tf.function(lambda w: image_model(w, training=False))
     inputs = tf.constant(waveforms)
     expected = np.stack([reference.log_mel_image(c, clips.SAMPLE_RATE) for c in waveforms[:4]])
     difference = np.abs(images(inputs).numpy()[:4] - expected)
-    info = dict(_tensorflow_facts(), max_db_difference=float(difference.max()),
+    info = dict(_tensorflow_facts(), **settings, max_db_difference=float(difference.max()),
                 mean_db_difference=float(difference.mean()))
     return Side(lambda: images(inputs).numpy(), batch, info)
 
 
-def fft_floor(batch=FRONTEND_BATCH):
+def fft_floor(batch=FRONTEND_BATCH, env=None):
     """The real FFTs of 4410 points a clip's three spectrograms need, alone.
 
     `tf.signal.rfft` on already-framed random data: a floor under any frontend
     computing these spectrograms with FFTs (nothing else of the frontend runs).
     """
-    import keras_audio_cnn  # noqa: F401
+    _ours(env)
     import tensorflow as tf
 
     frames = tf.random.normal([batch * FFTS_PER_CLIP, 4410], seed=0)
@@ -85,16 +91,17 @@ def fft_floor(batch=FRONTEND_BATCH):
 
 
 def ours_train(backbone="DenseNet201", batch=TRAIN_BATCH, jit_compile="auto",
-               precision="float32", data_dir=None, manual_dir=None):
+               precision="float32", data_dir=None, manual_dir=None, **speedups):
     """One training step of train.py's model: waveforms in, frontend, the paper's augmentation.
 
     The model `recipe.compile_training_model` builds with the default recipe
     (Adam, coupled weight decay, the `Augment` layer, accuracy metric), random
     weights; half of each batch is flagged as augmented copies, as the paper's
     doubled epoch delivers on average. With `data_dir`, `finish` measures the
-    share of step time spent waiting for train.py's input pipeline.
+    share of step time spent waiting for train.py's input pipeline. `speedups`:
+    see `_ours`.
     """
-    import keras_audio_cnn  # noqa: F401
+    speedups_on = _ours(**speedups)
     import numpy as np
     import tensorflow as tf
 
@@ -102,13 +109,13 @@ def ours_train(backbone="DenseNet201", batch=TRAIN_BATCH, jit_compile="auto",
     from keras_audio_cnn import augment, config, devices, recipe
 
     defaults = config.TrainConfig()
-    settings = devices.settings(precision, jit_compile)
+    policy = devices.settings(precision, jit_compile)
     waveforms = tf.constant(clips.waveforms(batch))
     flags = tf.constant((np.arange(batch) % 2).astype("float32"))
     labels = tf.constant(clips.labels(batch))
     _, fitted, _ = recipe.compile_training_model(
         config.ModelConfig(backbone=backbone, weights="none"),
-        augment.AugmentPlan(defaults.augment), settings, num_classes=clips.NUM_CLASSES,
+        augment.AugmentPlan(defaults.augment), policy, num_classes=clips.NUM_CLASSES,
         sample_rate=clips.SAMPLE_RATE, num_samples=clips.NUM_SAMPLES,
         learning_rate=defaults.optim.learning_rate, weight_decay=defaults.optim.weight_decay,
         seed=0)
@@ -121,13 +128,17 @@ def ours_train(backbone="DenseNet201", batch=TRAIN_BATCH, jit_compile="auto",
         source = data.open_prepared(data_dir, manual_dir)
         return {"input_wait": data.input_wait(source, fitted, batch)}
 
-    info = dict(_tensorflow_facts(), dtype_policy=settings.dtype_policy,
+    info = dict(_tensorflow_facts(), **speedups_on, dtype_policy=policy.dtype_policy,
                 jit_compile=bool(fitted.jit_compile), augment=list(defaults.augment))
     return Side(lambda: fitted.train_on_batch((waveforms, flags), labels), batch, info, finish)
 
 
-def plain_train(backbone="DenseNet201", batch=TRAIN_BATCH):
-    """`keras.applications.<backbone>` trained with `train_on_batch` on images, defaults."""
+def plain_train(backbone="DenseNet201", batch=TRAIN_BATCH, env=None):
+    """`keras.applications.<backbone>` trained with `train_on_batch` on images, defaults.
+
+    `env`: environment variables set before TensorFlow is imported.
+    """
+    os.environ.update(env or {})
     import keras
     import tensorflow as tf
 
@@ -142,9 +153,12 @@ def plain_train(backbone="DenseNet201", batch=TRAIN_BATCH):
     return Side(lambda: model.train_on_batch(images, labels), batch, _tensorflow_facts())
 
 
-def ours_inference(backbone="DenseNet201", batch=INFERENCE_BATCH):
-    """Waveforms to probabilities: a fold model's `export.inference_function`."""
-    import keras_audio_cnn  # noqa: F401
+def ours_inference(backbone="DenseNet201", batch=INFERENCE_BATCH, **speedups):
+    """Waveforms to probabilities: a fold model's `export.inference_function`.
+
+    `speedups`: see `_ours`.
+    """
+    settings = _ours(**speedups)
     import tensorflow as tf
 
     from benchmarks import clips
@@ -154,7 +168,7 @@ def ours_inference(backbone="DenseNet201", batch=INFERENCE_BATCH):
                                   clips.NUM_SAMPLES, weights="none")
     predict = export.inference_function(model)
     inputs = tf.constant(clips.waveforms(batch))
-    return Side(lambda: predict(inputs).numpy(), batch, _tensorflow_facts())
+    return Side(lambda: predict(inputs).numpy(), batch, dict(_tensorflow_facts(), **settings))
 
 
 def plain_inference(backbone="DenseNet201", batch=INFERENCE_BATCH):
