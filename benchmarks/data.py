@@ -102,8 +102,10 @@ def pipeline(source, trials=5, seconds=5.0):
                 if copies else "clips read, no copies (--augment=none)")
         rows.append(common.row(
             "3 input pipeline", "ours", f"TFDS read, decode, shuffle, batch 32 of {task.train}: "
-            f"{what}", "clips/s", stats=stats, target=">= 1000 clips/s",
-            met=stats["median"] >= 1000, trial_seconds=sum(lengths) / len(lengths), load=load,
+            f"{what}", "examples/s" if copies else "clips/s", stats=stats,
+            target="" if copies else ">= 1000 clips/s",
+            met=None if copies else stats["median"] >= 1000,
+            trial_seconds=sum(lengths) / len(lengths), load=load,
             note="augmentation itself runs in the model"))
     return rows
 
