@@ -49,5 +49,9 @@ setuptools.setup(
         # (1.17 installs beside TensorFlow 2.21 without changing its protobuf).
         "litert": ["ai-edge-litert"],
         "onnx": ["tf2onnx", "onnxruntime"],
+        # python -m benchmarks: the paper's PyTorch pipeline as the baseline sides
+        # (benchmarks/torch_sides.py). Exact pins: a range admitting a newer torch makes
+        # pip download a several-GB CUDA build. torch 2.14.1 needs setuptools >= 77.
+        "bench": ["torch==2.14.1", "torchvision==0.29.1"],
     },
 )

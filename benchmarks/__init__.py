@@ -1,6 +1,9 @@
-"""Benchmarks of keras_audio_cnn against its baselines: `python -m benchmarks`.
+"""Benchmarks of keras_audio_cnn against the paper's PyTorch pipeline and plain Keras.
 
-Each benchmark measures the project's path and its baseline side by side in one
-run and returns rows for the table printed and written as JSON by `__main__`.
+`python -m benchmarks` runs them (`__main__`): every timed side is a function of
+`sides` (TensorFlow) or `torch_sides` (PyTorch, the only module importing torch),
+run in its own process by `harness`, the sides of a benchmark taking turns in
+interleaved trials; `data` holds the dataset benchmarks. `compare` is an A/B of one
+side with two sets of options, `profile_step` a profiler trace of a training step.
 These are measurements, not tests: nothing here asserts a speed.
 """

@@ -1,30 +1,44 @@
-"""Timing, memory and machine facts shared by the benchmarks."""
+"""Statistics, machine facts, rows and the table shared by the benchmarks.
+
+Nothing here imports TensorFlow at module level: the harness process stays light
+and every timed side runs in its own process (`benchmarks.harness`).
+"""
 
 import datetime
 import os
 import platform
+import statistics
 import subprocess
 import sys
-import time
+
+# A side whose trials spread more than this fraction of their median is flagged.
+MAX_SPREAD = 0.20
 
 
-def throughput(fn, items, *, warmup=1, min_seconds=10.0, min_calls=3):
-    """Items per second of `fn()` after `warmup` calls (which trace and allocate).
+def summarize(rates):
+    """Median, min, max and spread of one side's per-trial rates.
 
-    Repeats the call until at least `min_seconds` and `min_calls` have passed,
-    so short calls are averaged over many repetitions.
+    `spread` is `(max - min) / median`; `unstable` says it is over `MAX_SPREAD`.
     """
-    for _ in range(warmup):
-        fn()
-    calls, start = 0, time.perf_counter()
-    while calls < min_calls or time.perf_counter() - start < min_seconds:
-        fn()
-        calls += 1
-    return items * calls / (time.perf_counter() - start)
+    if not rates:
+        raise ValueError("no trials to summarize")
+    median = statistics.median(rates)
+    low, high = min(rates), max(rates)
+    spread = (high - low) / median if median else float("inf")
+    return {"median": median, "min": low, "max": high, "trials": len(rates),
+            "spread": spread, "unstable": spread > MAX_SPREAD}
+
+
+def load_average():
+    """The 1, 5 and 15 minute load averages, rounded (None where the OS has none)."""
+    try:
+        return [round(value, 2) for value in os.getloadavg()]
+    except OSError:
+        return None
 
 
 def peak_rss_mb(command, **kwargs):
-    """Runs `command` to completion; returns (its own peak RSS in MB, its CompletedProcess).
+    """Runs `command` to completion; returns (its own peak RSS in MB, its output).
 
     `os.wait4` reports the resource usage of that one child, not of every child
     this process ever had.
@@ -55,46 +69,84 @@ def cpu_model():
     return platform.processor() or platform.machine()
 
 
+def cpu_features():
+    """The vector-instruction flags that decide TensorFlow's and the project's CPU defaults."""
+    from keras_audio_cnn import devices  # no TensorFlow at import time of this function
+
+    wanted = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile")
+    flags = devices.cpu_flags()
+    return [flag for flag in wanted if flag in flags]
+
+
 def machine():
-    """What the numbers were measured on."""
+    """What the numbers were measured on (versions of the harness's interpreter)."""
     import keras
-    import librosa
     import tensorflow as tf
 
     gpus = [d.name for d in tf.config.list_physical_devices("GPU")]
     return {
         "date": datetime.date.today().isoformat(),
         "cpu": cpu_model(),
+        "cpu_flags": " ".join(cpu_features()) or "none of avx2/avx512",
         "cpu_cores": len(os.sched_getaffinity(0)),
         "gpus": gpus or "none",
         "python": platform.python_version(),
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
-        "librosa": librosa.__version__,
         "command": " ".join([os.path.basename(sys.executable), "-m", "benchmarks", *sys.argv[1:]]),
     }
 
 
-def row(benchmark, what, ours, baseline, unit, *, ratio=None, target="", met=None, note=""):
-    """One line of the results table: the project's figure beside its baseline's.
+def row(benchmark, side, what, unit, *, stats=None, value=None, reference=None, ratio=None,
+        target="", met=None, note="", trial_seconds=None, load=None):
+    """One line of the results table: one side of a benchmark.
 
-    `ratio` is the figure the target is stated in (a speed-up, a size ratio...);
-    `met` says whether the target was reached (None: no target).
+    `stats` is `summarize`'s dict for timed sides; `value` a single figure (a size).
+    `ratio` is the figure the target is stated in, against `reference` (the side
+    named); `met` says whether the target was reached (None: no target, or not
+    measured). `load` is `(before, after)` load averages of the benchmark.
     """
-    return {"benchmark": benchmark, "what": what, "ours": ours, "baseline": baseline,
-            "unit": unit, "ratio": ratio, "target": target, "met": met, "note": note}
+    return {"benchmark": benchmark, "side": side, "what": what, "unit": unit,
+            "stats": stats, "value": value, "reference": reference, "ratio": ratio,
+            "target": target, "met": met, "note": note, "trial_seconds": trial_seconds,
+            "load": load}
+
+
+def _number(value):
+    if value is None:
+        return "-"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    return f"{value:.3g}" if abs(value) < 1 else f"{value:.2f}"
 
 
 def format_table(rows):
-    lines = ["| benchmark | what | ours | baseline | ratio | target | met | note |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| benchmark | side | median | min - max | trials x s | ratio | target | met "
+             "| load before / after | note |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        def fmt(value):
-            if value is None:
-                return "-"
-            return f"{value:,.4g} {r['unit']}" if isinstance(value, float) else f"{value} {r['unit']}"
-        ratio = f"{r['ratio']:.3f}" if r["ratio"] is not None else "-"
+        stats = r["stats"]
+        if stats:
+            median = f"{_number(stats['median'])} {r['unit']}"
+            spread = f"{_number(stats['min'])} - {_number(stats['max'])}"
+            if stats["unstable"]:
+                spread += f" (**spread {100 * stats['spread']:.0f}% > {100 * MAX_SPREAD:.0f}%**)"
+            trials = f"{stats['trials']} x {r['trial_seconds']:.1f}" if r["trial_seconds"] else (
+                str(stats["trials"]))
+        else:
+            median = f"{_number(r['value'])} {r['unit']}" if r["value"] is not None else (
+                "not measured")
+            spread, trials = "-", "-"
+        ratio = "-"
+        if r["ratio"] is not None:
+            ratio = f"{r['ratio']:.2f}x" + (f" {r['reference']}" if r["reference"] else "")
         met = {None: "-", True: "yes", False: "**no**"}[r["met"]]
-        lines.append(f"| {r['benchmark']} | {r['what']} | {fmt(r['ours'])} | {fmt(r['baseline'])} "
-                     f"| {ratio} | {r['target'] or '-'} | {met} | {r['note']} |")
+        load = "-"
+        if r["load"] and r["load"][0] and r["load"][1]:
+            load = f"{r['load'][0][0]:.2f} / {r['load'][1][0]:.2f}"
+        lines.append(f"| {r['benchmark']} | {r['side']}: {r['what']} | {median} | {spread} "
+                     f"| {trials} | {ratio} | {r['target'] or '-'} | {met} | {load} "
+                     f"| {r['note']} |")
     return "\n".join(lines) + "\n"

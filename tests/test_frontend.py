@@ -218,3 +218,36 @@ def test_impossible_settings_are_one_clear_error(sample_rate, num_samples, messa
         frontend.image_shape(sample_rate, num_samples)
     with pytest.raises(frontend.ClipSettingsError, match=message):
         frontend.build_frontend(sample_rate, num_samples)
+
+
+@pytest.mark.skipif(bool(tf.config.list_physical_devices("GPU")),
+                    reason="on a GPU the layers compute whole batches")
+@pytest.mark.parametrize("sample_rate, num_samples", [(16000, 32000), (16000, 15999)])
+def test_per_clip_kernel_gives_the_batched_layers_values_and_saves_unchanged(
+        tmp_path, sample_rate, num_samples):
+    # On a CPU the frontend's MelSpectrogram layers compute one clip at a time
+    # (frontend.compute_per_clip); the saved model has Keras's own layers, which
+    # compute the batch at once: the images must agree, XLA-compiled too.
+    model = frontend.build_frontend(sample_rate, num_samples)
+    names = [name for name, _, _ in frontend.channel_settings(sample_rate)]
+    assert all(getattr(model.get_layer(name), frontend._PER_CLIP, False) for name in names)
+    rng = np.random.default_rng(0)
+    t = np.arange(num_samples) / sample_rate
+    waveforms = np.stack([
+        rng.uniform(-0.5, 0.5, num_samples),
+        0.8 * np.sin(2 * np.pi * 440 * t),
+        np.zeros(num_samples),
+    ]).astype("float32")
+    model.save(tmp_path / "frontend.keras")
+    loaded = keras.saving.load_model(tmp_path / "frontend.keras", safe_mode=True)
+    assert not any(getattr(loaded.get_layer(name), frontend._PER_CLIP, False) for name in names)
+    for name in names:
+        assert loaded.get_layer(name).get_config() == model.get_layer(name).get_config()
+    batched = keras.ops.convert_to_numpy(loaded(waveforms))
+    per_clip = keras.ops.convert_to_numpy(model(waveforms))
+    np.testing.assert_allclose(per_clip, batched, atol=1e-3)
+    compiled = tf.function(lambda x: model(x, training=False), jit_compile=True)
+    np.testing.assert_allclose(compiled(waveforms).numpy(), batched, atol=1e-3)
+    # One clip alone is the batch's clip.
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(model(waveforms[1:2]))[0],
+                               per_clip[1], atol=1e-4)

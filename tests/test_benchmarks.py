@@ -1,0 +1,64 @@
+"""The benchmark harness: statistics, interleaved trials in side processes, the table.
+
+No speed is asserted here: speeds live in `python -m benchmarks`.
+"""
+
+import keras
+import numpy as np
+import pytest
+
+from benchmarks import common, harness, torch_sides
+
+TINY_SIDE = "tests.bench_helpers:tiny_side"
+
+
+def test_summarize_gives_median_range_and_flags_a_wide_spread():
+    steady = common.summarize([10.0, 11.0, 9.0, 10.5, 9.5])
+    assert (steady["median"], steady["min"], steady["max"], steady["trials"]) == (10.0, 9.0, 11.0, 5)
+    assert steady["spread"] == pytest.approx(0.2) and not steady["unstable"]
+    wide = common.summarize([10.0, 13.0, 9.0, 10.0, 10.0])
+    assert wide["unstable"] and wide["spread"] == pytest.approx(0.4)
+    table = common.format_table([common.row("1 x", "ours", "a thing", "clips/s", stats=wide,
+                                            trial_seconds=2.0)])
+    assert "spread 40% > 20%" in table and "5 x 2.0" in table and "10.0 clips/s" in table
+
+
+def test_sides_run_in_their_own_processes_and_take_turns(tmp_path):
+    workers = [harness.Worker(name, TINY_SIDE, {"items": items},
+                              log_dir=str(tmp_path)).wait_ready()
+               for name, items in (("a", 2), ("b", 5))]
+    try:
+        order = []
+        results = harness.interleave(workers, 3, 0.01, log=order.append)
+        assert [line.split()[2].rstrip(":") for line in order] == ["a", "b"] * 3
+        assert [w.info for w in workers] == [{"items": 2}, {"items": 5}]
+        for worker, items in zip(workers, (2, 5)):
+            trials = results[worker.name]
+            assert len(trials) == 3
+            assert all(t["items"] == items * t["calls"] and t["seconds"] >= 0.01 for t in trials)
+            assert all(rate > 0 for rate in harness.rates(trials))
+        # Each process counts its own calls: 2 warm-up calls, then the trials'.
+        extras = workers[0].finish()
+        assert extras["calls_seen"] == 2 + sum(t["calls"] for t in results["a"])
+    finally:
+        for worker in workers:
+            worker.close()
+
+
+def test_a_side_that_fails_to_set_up_says_so_with_its_log(tmp_path):
+    worker = harness.Worker("broken", TINY_SIDE, {"fail": True},
+                            log_dir=str(tmp_path))
+    with pytest.raises(harness.SideFailed, match="cannot be set up"):
+        worker.wait_ready()
+    worker.close()
+
+
+def test_the_reference_mel_filter_bank_is_the_frontends():
+    # torchaudio's HTK filters without normalisation, as the reference builds them,
+    # are keras.layers.MelSpectrogram's (the frontend's) bands for ESC-50's settings;
+    # the triangles are linear in Hz there and in mel here (at most 0.0034 apart).
+    layer = keras.layers.MelSpectrogram(fft_length=4410, sampling_rate=44100, num_mel_bins=128,
+                                        min_freq=0.0, max_freq=22050.0)
+    keras_filters = keras.ops.convert_to_numpy(
+        layer.linear_to_mel_weight_matrix(128, 2206, 44100, 0.0, 22050.0))
+    np.testing.assert_allclose(torch_sides.mel_filter_bank(44100), keras_filters, atol=4e-3)
