@@ -107,7 +107,7 @@ def test_shuffle_buffer_is_bounded_in_bytes_and_every_epoch_is_reshuffled(spoken
 def folder_source(make_sounds):
     work = make_sounds(files_per_class=4)  # 3 classes x 4 files, 0.4-0.5 s: one clip each
     return datasets.open_source("audio_folder", str(work / "tfds"), audio_dir=str(work / "audio"),
-                            sample_rate=8000, clip_seconds=0.5, num_folds=3)
+                                sample_rate=8000, clip_seconds=0.5, num_folds=3)
 
 
 @pytest.mark.parametrize("part", ["train", "test"])
@@ -134,7 +134,7 @@ def test_source_lists_the_suspect_files_its_builder_kept(make_sounds):
     work = make_sounds(classes=("a", "b"), files_per_class=2)
     sf.write(work / "audio" / "b" / "silent.wav", np.zeros(4000), 8000)
     source = datasets.open_source("audio_folder", str(work / "tfds"), audio_dir=str(work / "audio"),
-                              sample_rate=8000, num_folds=2)
+                                  sample_rate=8000, num_folds=2)
     assert source.suspect_files == {"b/silent.wav": "every sample is zero"}
     assert datasets.suspect_files(source.builder) == source.suspect_files
 
@@ -150,7 +150,7 @@ def long_files(tmp_path_factory):
     folder_fake.write_fake_audio_folder(work / "audio", classes=("a", "b"), files_per_class=4,
                                         seconds=(0.3, 1.2), formats=("wav",))
     source = datasets.open_source("audio_folder", str(work / "tfds"), audio_dir=str(work / "audio"),
-                              sample_rate=8000, clip_seconds=0.5, num_folds=2)
+                                  sample_rate=8000, clip_seconds=0.5, num_folds=2)
     return work, source
 
 
@@ -179,7 +179,7 @@ def test_data_record_of_an_audio_folder_names_its_clips_and_test_files(long_file
 def test_data_record_decodes_no_audio_and_logs_no_deprecation(long_files):
     work, source = long_files
     fresh = datasets.open_prepared(str(work / "tfds"), "audio_folder",
-                               source.builder.info.config_name, "1.0.0")
+                                   source.builder.info.config_name, "1.0.0")
     with mock.patch.object(common.BytesAudio, "decode_example", side_effect=AssertionError), \
             mock.patch.object(feature_lib, "log_tf_warning") as deprecated:
         assert fresh.data_record(fresh.tasks[0]) == source.data_record(source.tasks[0])
@@ -210,12 +210,12 @@ def test_open_prepared_reads_an_audio_folder_that_is_gone(tmp_path):
                                         seconds=0.1, formats=("wav",))
     sf.write(tmp_path / "audio" / "a" / "silent.wav", np.zeros(800), 8000)
     source = datasets.open_source("audio_folder", str(tmp_path / "tfds"),
-                              audio_dir=str(tmp_path / "audio"), sample_rate=8000, num_folds=2)
+                                  audio_dir=str(tmp_path / "audio"), sample_rate=8000, num_folds=2)
     records = [source.data_record(task) for task in source.tasks]
     shutil.rmtree(tmp_path / "audio")
     record = records[0]
     again = datasets.open_prepared(str(tmp_path / "tfds"), record["dataset"], record["config"],
-                               record["version"])
+                                   record["version"])
     for field in ("name", "sample_rate", "num_samples", "class_names", "tasks", "skipped_files",
                   "suspect_files", "audio_key", "label_key", "fold_assignment"):
         assert getattr(again, field) == getattr(source, field), field

@@ -223,7 +223,7 @@ TWO_REPLICAS = """
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     tf.config.experimental.enable_op_determinism()  # as train.py --deterministic
-    from keras_audio_cnn import config, data, grid, recipe, trainer
+    from keras_audio_cnn import config, datasets, grid, recipe, trainer
 
     model_dir, out_dir = sys.argv[1], sys.argv[2]
     with open(model_dir + "/run.json") as f:
@@ -236,8 +236,8 @@ TWO_REPLICAS = """
         dict(run, batch_size=run["batch_size"] // 2, learning_rate=run["learning_rate"] / 2))
     options = run_config.data
     source = datasets.open_source(options.dataset, options.data_dir, options.manual_dir,
-                              audio_dir=options.audio_dir, sample_rate=options.sample_rate,
-                              clip_seconds=options.clip_seconds, num_folds=options.num_folds)
+                                  audio_dir=options.audio_dir, sample_rate=options.sample_rate,
+                                  clip_seconds=options.clip_seconds, num_folds=options.num_folds)
     task = next(t for t in source.tasks if t.name == "fold1")
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     trainer.train_model(run_config, source, grid.Job("fold1", task, out_dir, seed), strategy)

@@ -160,7 +160,7 @@ def mixed_run(sounds):
     """One fold trained by the trainer under mixed_bfloat16 (forced: this CPU has no bf16)."""
     work = sounds
     source = datasets.open_source("audio_folder", str(work / "tfds"), audio_dir=str(work / "audio"),
-                              sample_rate=RATE, clip_seconds=0.5, num_folds=3)
+                                  sample_rate=RATE, clip_seconds=0.5, num_folds=3)
     run_config = config.TrainConfig().replace(
         dataset="audio_folder", backbone="MobileNetV3Small", weights="none", augment="none",
         epochs=1, batch_size=8, verbose=0)

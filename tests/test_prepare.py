@@ -30,7 +30,7 @@ PAUSED = "generating examples"
 # of standard input after printing PAUSED, so the test decides when it goes on.
 SCRIPT = textwrap.dedent("""
     import json, sys
-    from keras_audio_cnn import data
+    from keras_audio_cnn import datasets
     from tfds_builders.audio_folder import builder as afb
 
     generate = afb.Builder._generate_examples
@@ -42,7 +42,7 @@ SCRIPT = textwrap.dedent("""
 
     afb.Builder._generate_examples = paused
     source = datasets.open_source("audio_folder", sys.argv[1], audio_dir=sys.argv[2],
-                              sample_rate=8000, num_folds=2)
+                                  sample_rate=8000, num_folds=2)
     print(json.dumps({"data_dir": source.builder.data_dir,
                       "examples": source.builder.info.splits.total_num_examples}))
 """)
@@ -133,7 +133,7 @@ def test_a_failed_preparation_leaves_another_datasets_concurrent_preparation_int
     with mock.patch.object(afb.Builder, "_generate_examples", meanwhile), \
             pytest.raises(AudioDataError, match=f"cannot decode audio file {failing}/b/cut.flac"):
         datasets.open_source("audio_folder", str(data_dir), audio_dir=str(failing),
-                         sample_rate=RATE, num_folds=2)
+                             sample_rate=RATE, num_folds=2)
     assert others[0].returncode == 0, others[0].stderr[-3000:]
     prepared = json.loads(others[0].stdout.strip().splitlines()[-1])
     reread = tfds.builder_from_directory(prepared["data_dir"])
@@ -152,8 +152,9 @@ def test_a_failed_preparation_in_a_new_data_dir_removes_it(tmp_path):
     audio_dir = _folder(tmp_path / "audio")
     (audio_dir / "a" / "a_00.wav").write_bytes((audio_dir / "a" / "a_00.wav").read_bytes()[:40])
     with pytest.raises(AudioDataError, match="a_00.wav"):  # A header without frames.
-        datasets.open_source("audio_folder", str(tmp_path / "new" / "tfds"), audio_dir=str(audio_dir),
-                         sample_rate=RATE, num_folds=2)
+        datasets.open_source("audio_folder", str(tmp_path / "new" / "tfds"),
+                             audio_dir=str(audio_dir),
+                             sample_rate=RATE, num_folds=2)
     assert not (tmp_path / "new").exists()
 
 
@@ -179,7 +180,7 @@ def test_killed_preparations_leave_copies_the_next_one_removes_not_other_dataset
         (folder / "audio_folder-fold1.tfrecord-00000-of-00001").write_bytes(b"partial")
 
     source = datasets.open_source("audio_folder", str(data_dir), audio_dir=str(audio_dir),
-                              sample_rate=RATE, num_folds=2)
+                                  sample_rate=RATE, num_folds=2)
     assert source.builder.info.splits.total_num_examples == 6
     assert sorted(p.name for p in config_dir.iterdir()) == ["1.0.0", "incomplete.QWE456_0.9.0"]
     assert all(folder.is_dir() for folder in planted[1:])
@@ -187,6 +188,6 @@ def test_killed_preparations_leave_copies_the_next_one_removes_not_other_dataset
     # Prepared data with a killed copy beside it: the copy goes at the next opening too.
     planted[0].mkdir()
     again = datasets.open_source("audio_folder", str(data_dir), audio_dir=str(audio_dir),
-                             sample_rate=RATE, num_folds=2)
+                                 sample_rate=RATE, num_folds=2)
     assert again.builder.data_dir == source.builder.data_dir
     assert not planted[0].exists() and planted[2].exists()
