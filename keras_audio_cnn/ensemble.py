@@ -36,12 +36,22 @@ class Ensemble:
     def clip_seconds(self):
         return self.num_samples / self.sample_rate
 
+    _logits: object = dataclasses.field(default=None, init=False, repr=False, compare=False)
+
     def logits_function(self):
         """A tf.function from waveforms `[batch, num_samples]` to every model's logits,
-        `[models, batch, classes]`."""
-        models = self.models
-        return tf.function(lambda waveform: tf.stack([m(waveform, training=False) for m in models]),
-                           reduce_retracing=True)
+        `[models, batch, classes]`.
+
+        Traced once for any batch size and kept with the ensemble: tracing the models
+        takes seconds (about 5 s for DenseNet201 on a CPU), which a last, partial batch
+        or another `predict.classify` call would otherwise pay again.
+        """
+        if self._logits is None:
+            models = self.models
+            self._logits = tf.function(
+                lambda waveform: tf.stack([m(waveform, training=False) for m in models]),
+                input_signature=[tf.TensorSpec([None, self.num_samples], tf.float32)])
+        return self._logits
 
 
 def mean_probabilities(logits):

@@ -12,10 +12,13 @@ def probabilities(model, dataset):
     The model is called directly rather than through `predict`, so a model built
     under a multi-replica strategy runs on one device: `predict` would split each
     batch across the replicas, and a last, partial batch can leave a replica no
-    clip, which the spectrogram's reflect padding cannot take.
+    clip, which the spectrogram's reflect padding cannot take. It is traced once for
+    every batch size (a last, partial batch would cost a second trace: seconds for a
+    large backbone).
     """
+    spec = dataset.element_spec[0]
     forward = tf.function(lambda waveform: model(waveform, training=False),
-                          reduce_retracing=True)
+                          input_signature=[tf.TensorSpec([None, *spec.shape[1:]], spec.dtype)])
     logits = np.concatenate([np.asarray(forward(waveform)) for waveform, _ in dataset])
     return tf.nn.softmax(logits.astype("float64")).numpy()
 

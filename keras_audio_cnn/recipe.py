@@ -55,7 +55,9 @@ def precise_batch_norm(model, dataset):
     if not layers:
         return 0
     momenta = [layer.momentum for layer in layers]
-    forward = tf.function(lambda x: model(x, training=True))
+    spec = dataset.element_spec[0]  # one trace for every batch size, the last one's too
+    forward = tf.function(lambda x: model(x, training=True),
+                          input_signature=[tf.TensorSpec([None, *spec.shape[1:]], spec.dtype)])
     sums = [[np.zeros(layer.moving_mean.shape), np.zeros(layer.moving_variance.shape)]
             for layer in layers]
     seen = 0

@@ -347,3 +347,16 @@ def test_a_long_recording_streams_in_bounded_memory(tmp_path):
     tracemalloc.stop()
     assert count == 2 * 20 * 60 * 2 - 1  # 0.25 s hops over 1200 s, the last ending at the end
     assert peak < 8e6, peak
+
+
+def test_the_models_are_traced_once_for_every_batch_size_and_every_call(trained):
+    """Tracing a backbone takes seconds (about 5 s for DenseNet201): a last, partial batch
+    and a second `classify` call on the same ensemble reuse the first trace."""
+    from keras_audio_cnn import ensemble as ensemble_lib, predict as predict_lib
+
+    ensemble = ensemble_lib.load_ensemble([trained["model_dir"]], log=lambda line: None)
+    files = trained["held_out"][:3]
+    first = [r.probabilities for r in predict_lib.classify(files, ensemble, batch_size=2)]
+    second = [r.probabilities for r in predict_lib.classify(files, ensemble, batch_size=2)]
+    assert ensemble.logits_function().experimental_get_tracing_count() == 1
+    np.testing.assert_array_equal(first, second)

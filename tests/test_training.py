@@ -74,6 +74,33 @@ def test_precise_bn_sets_moving_statistics_to_the_average_batch_statistics():
     assert layer.momentum == 0.99
 
 
+class _CountsTraces(keras.layers.Layer):
+    """An identity layer whose Python `call` runs only while a function is traced."""
+
+    traces = 0
+
+    def call(self, x):
+        type(self).traces += 1
+        return x
+
+
+@pytest.mark.parametrize("job", ["scoring", "precise_bn"])
+def test_scoring_and_precise_bn_trace_the_model_once_with_a_partial_last_batch(job):
+    """Tracing DenseNet201 takes seconds: 40 clips in batches of 16 (16, 16, 8) must not
+    cost a second trace for the last batch."""
+    inputs = keras.Input((3,))
+    outputs = keras.layers.BatchNormalization()(_CountsTraces()(inputs))
+    model = keras.Model(inputs, outputs)
+    x = np.random.default_rng(0).standard_normal((40, 3)).astype("float32")
+    ds = tf.data.Dataset.from_tensor_slices((x, np.zeros(40, "int64"))).batch(16)
+    _CountsTraces.traces = 0
+    if job == "scoring":
+        assert metrics.probabilities(model, ds).shape == (40, 3)
+    else:
+        assert recipe.precise_batch_norm(model, ds) == 1
+    assert _CountsTraces.traces == 1
+
+
 def test_weight_decay_is_coupled_l2_on_every_trainable_variable():
     inputs = keras.Input((4,))
     model = keras.Model(inputs, keras.layers.Dense(3)(inputs))
