@@ -9,18 +9,19 @@ A recording is cut into the models' clip-length windows (`audio_stream`: the
 waveform training would have stored, windows every `hop_seconds`, the last one
 zero-padded); each window's probabilities are the mean of every model's softmax,
 and a file's are the mean over its windows. Files stream through in batches of
-windows: a `tf.data` pipeline runs the decoding (a generator, prefetched) while
-the models classify the previous batch, and no more than a block of one file,
-a batch of windows and the file being finished are held at a time.
+windows: a thread decodes the next batches (at most two ahead) while the models
+classify the current one, and no more than a block of one file, three batches
+of windows and the file being finished are held at a time.
 """
 
 import dataclasses
 import os
+import queue
 import sys
+import threading
 
 import numpy as np
 import soundfile as sf
-import tensorflow as tf
 
 from keras_audio_cnn import audio_stream, ensemble as ensemble_lib
 from keras_audio_cnn.errors import AudioDataError, ConfigError
@@ -175,22 +176,64 @@ def _windows(paths, ensemble, hop, pending):
             record.length = recording.length
 
 
+def _batches(paths, ensemble, hop, pending, batch_size, ahead=2):
+    """Yields `(windows [batch, num_samples], file indices, starts)`, decoded in a thread
+    up to `ahead` batches before they are taken.
+
+    A Python thread, not `tf.data.Dataset.from_generator`: with the generator running
+    inside TensorFlow's thread pools, about one pass in three over a long recording
+    ran the models on one core instead of two (half the speed) on a 2-core CPU.
+    """
+    ready = queue.Queue(maxsize=ahead)
+    stop = threading.Event()
+
+    def put(item):
+        while not stop.is_set():
+            try:
+                return ready.put(item, timeout=0.1)
+            except queue.Full:
+                continue
+
+    def decode():
+        try:
+            chunk = []
+            for item in _windows(paths, ensemble, hop, pending):
+                chunk.append(item)
+                if len(chunk) == batch_size:
+                    put(chunk)
+                    chunk = []
+                if stop.is_set():
+                    return
+            put(chunk)
+            put(None)
+        except BaseException as error:  # raised again in the consumer's thread
+            put(error)
+
+    thread = threading.Thread(target=decode, name="predict-decode", daemon=True)
+    thread.start()
+    try:
+        while (chunk := ready.get()) is not None:
+            if isinstance(chunk, BaseException):
+                raise chunk
+            if chunk:
+                windows, files, starts = zip(*chunk)
+                yield np.stack(windows), files, starts
+    finally:
+        stop.set()
+        thread.join()
+
+
 def _classify(paths, ensemble, hop, per_window, batch_size, progress):
     pending = {}
-    signature = (tf.TensorSpec([ensemble.num_samples], tf.float32),
-                 tf.TensorSpec([], tf.int64), tf.TensorSpec([], tf.int64))
-    dataset = tf.data.Dataset.from_generator(
-        lambda: _windows(paths, ensemble, hop, pending), output_signature=signature)
-    dataset = dataset.batch(batch_size).prefetch(2)
     forward = ensemble.logits_function()
     results = _Results(ensemble, pending, per_window)
     bar = _Progress(paths, ensemble, hop) if progress else None
     try:
-        for windows, files, starts in dataset:
+        for windows, files, starts in _batches(paths, ensemble, hop, pending, batch_size):
             probabilities = ensemble_lib.mean_probabilities(forward(windows))
             if bar:
                 bar.windows(len(probabilities))
-            for p, index, start in zip(probabilities, files.numpy(), starts.numpy()):
+            for p, index, start in zip(probabilities, files, starts):
                 yield from _shown(results.add(int(index), int(start), p), bar)
         yield from _shown(results.finish(), bar)
     finally:
