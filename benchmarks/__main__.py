@@ -15,6 +15,7 @@ The generated ESC-50-sized archives (about 1.1 GB) stay in --work_dir for reuse;
 each side's log is in --work_dir/logs.
 """
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -86,6 +87,17 @@ def _torch_missing(python):
         return None
     return (f"not measured: torch and torchvision do not import in {python} "
             "(pip install -e \".[bench]\", or --torch_python=PATH)")
+
+
+def _litert_sides(backbone):
+    """The `.tflite` export, dynamic-range quantized, on a CPU run (not with --preset=gpu:
+    LiteRT runs on the CPU there too); a note where ai_edge_litert is not installed."""
+    if FLAGS.preset == "gpu":
+        return []
+    if importlib.util.find_spec("ai_edge_litert") is None:
+        return [("litert_dynamic", None, 'ai_edge_litert is not installed (pip install -e ".[litert]")')]
+    return [("litert_dynamic", f"{SIDES_TF}:ours_litert_inference",
+             {"backbone": backbone, "quantize": "dynamic"}, None, None)]
 
 
 def _plain_keras_sides(benchmark, backbone, log):
@@ -234,6 +246,11 @@ def inference_rows(results, load, backbone, batch, torch_model):
         _side_row("2 inference", "ours", f"{what}: a fold model's inference function", "clips/s",
                   results.get("ours", {}), load, ratio=ratio, reference="reference",
                   target=">= 2.5x reference", met=None if ratio is None else ratio >= 2.5),
+        _side_row("2 inference", "litert_dynamic", f"{what}: export.py's .tflite "
+                  "(--quantize=dynamic), clip by clip in ai_edge_litert", "clips/s",
+                  results.get("litert_dynamic", {}), load,
+                  ratio=_ratio(results, "litert_dynamic", "reference"), reference="reference",
+                  note="int8 weights: another model, its accuracy not the Keras model's"),
         _side_row("2 inference", "plain_keras", f"{what}: 3 MelSpectrogram + Resizing + "
                   "keras.applications, predict", "clips/s", results.get("plain_keras", {}), load,
                   ratio=_ratio(results, "plain_keras", "reference"), reference="reference"),
@@ -326,6 +343,7 @@ def main(argv):
         log("2 inference")
         results, load = timed_benchmark("inference", [
             ("ours", f"{SIDES_TF}:ours_inference", {"backbone": backbone}, None, None),
+            *_litert_sides(backbone),
             *_plain_keras_sides("inference", backbone, log),
             torch_side("reference_inference"),
         ], FLAGS.trials, seconds["inference"], log_dir, log)

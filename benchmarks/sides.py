@@ -171,6 +171,35 @@ def ours_inference(backbone="DenseNet201", batch=INFERENCE_BATCH, **speedups):
     return Side(lambda: predict(inputs).numpy(), batch, dict(_tensorflow_facts(), **settings))
 
 
+def ours_litert_inference(backbone="DenseNet201", batch=INFERENCE_BATCH, quantize="dynamic"):
+    """Waveforms to probabilities with the one-clip `.tflite` model `export.py
+    --format=tflite --quantize=...` writes (portable frontend), clip by clip in
+    `ai_edge_litert` on every core. Another model than the others' when quantized:
+    its accuracy is not the Keras model's."""
+    _ours()
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
+
+    from benchmarks import clips
+    from keras_audio_cnn import device_export, model as model_lib, portable_frontend
+
+    model = model_lib.build_model(backbone, clips.NUM_CLASSES, clips.SAMPLE_RATE,
+                                  clips.NUM_SAMPLES, weights="none")
+    waveforms = clips.waveforms(batch)
+
+    def representative():
+        for clip in waveforms[:8]:
+            yield [clip[None]]
+
+    content = portable_frontend.to_tflite(device_export.portable_ensemble([model]),
+                                          quantize=quantize, representative=representative)
+    runner = Interpreter(model_content=content, num_threads=len(os.sched_getaffinity(0)))
+    runner.allocate_tensors()
+    info = {"quantize": quantize, "tflite_mb": round(len(content) / 2**20, 1),
+            "threads": len(os.sched_getaffinity(0))}
+    return Side(lambda: np.asarray(device_export.run_tflite(runner, waveforms)), batch, info)
+
+
 def plain_inference(backbone="DenseNet201", batch=INFERENCE_BATCH):
     """Three `MelSpectrogram` layers, resized and stacked, the backbone, `model.predict`."""
     import keras
