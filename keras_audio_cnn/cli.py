@@ -2,6 +2,7 @@
 
 import errno
 import functools
+import os
 import sys
 
 from absl import flags
@@ -24,11 +25,19 @@ def flags_parser(program):
 
 
 def run_or_exit(program, fn, *args, **kwargs):
-    """Calls `fn`; a user-fixable error, or a full disk, exits with status 1 and one line."""
+    """Calls `fn`; a user-fixable error, or a full disk, exits with status 1 and one line
+    (a closed pipe on stdout with status 1 and no line)."""
     try:
-        return fn(*args, **kwargs)
+        result = fn(*args, **kwargs)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+        return result
     except USER_ERRORS as error:
         sys.exit(f"{program}: error: {one_line(error)}")
+    except BrokenPipeError:
+        # stdout's reader has gone (`predict.py ... | head`): stop quietly, as Unix
+        # tools do; stdout goes to /dev/null so that the exit's flush cannot fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
     except OSError as error:
         if error.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise

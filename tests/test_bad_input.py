@@ -1,10 +1,14 @@
 """Ordinary mistakes with train.py and evaluate.py: one line each, nothing written."""
 
 import os
+import subprocess
+import sys
 
 import h5py
 import numpy as np
 import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.mark.parametrize("flag, message", [
@@ -141,3 +145,19 @@ def test_no_space_left_anywhere_is_one_line_naming_the_file():
 
     with pytest.raises(PermissionError):  # not a full disk: not ours to fold into a line
         cli.run_or_exit("train.py", other)
+
+
+def test_output_to_a_closed_pipe_ends_every_cli_quietly():
+    """`evaluate.py ... | head -1`: what is left in stdout's buffer is written when the
+    command ends; with the reader gone that write fails, and the CLIs (all through
+    `cli.run_or_exit`) stop with status 1 and no traceback."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    script = ("from keras_audio_cnn import cli\n"
+              "cli.run_or_exit('evaluate.py', print, 'a table that nobody reads')\n"
+              "print('not reached')\n")
+    result = subprocess.run([sys.executable, "-c", script], stdout=write_end,
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT, timeout=120)
+    os.close(write_end)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr, result.stderr

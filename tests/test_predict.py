@@ -360,3 +360,19 @@ def test_the_models_are_traced_once_for_every_batch_size_and_every_call(trained)
     second = [r.probabilities for r in predict_lib.classify(files, ensemble, batch_size=2)]
     assert ensemble.logits_function().experimental_get_tracing_count() == 1
     np.testing.assert_array_equal(first, second)
+
+
+def test_a_reader_that_goes_away_ends_predict_quietly(trained):
+    """`predict.py ... | head`: when stdout's reader has gone, predict.py stops with status
+    1 and no traceback (as Unix tools stop), not with a BrokenPipeError."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # nobody will read: the first write fails
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    process = subprocess.run(
+        [sys.executable, "predict.py", f"--model_dir={trained['model_dir']}", "--format=csv",
+         *trained["held_out"]], stdout=write_end, stderr=subprocess.PIPE, text=True, env=env,
+        cwd=ROOT, timeout=600)
+    os.close(write_end)
+    assert process.returncode == 1, process.stderr[-2000:]
+    assert "Traceback" not in process.stderr and "BrokenPipe" not in process.stderr, \
+        process.stderr[-2000:]
