@@ -4,14 +4,13 @@
 
 Builds the model from random weights (the sizes and speeds do not depend on the
 weights), converts it as `export.py --format=tflite` does (float, dynamic range and
-int8 quantization; int8 calibrated on random clips, which is enough for timing),
-and times `ai_edge_litert`'s interpreter, one clip at a time on 2 threads, in
+int8 quantization; int8 calibrated on the benchmark's clips, enough for timing:
+`sides.litert_model`), and times `ai_edge_litert`'s interpreter, one clip at a time on 2 threads, in
 interleaved trials (float, dynamic, int8, float, ...) of `--clips` clips each;
 prints median, min and max per clip, and the load average before and after.
 """
 
 import os
-import statistics
 import sys
 import time
 
@@ -27,49 +26,34 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     del argv
-    import numpy as np
-    from ai_edge_litert.interpreter import Interpreter
+    from benchmarks import clips, common, sides
+    from keras_audio_cnn import device_export
 
-    from keras_audio_cnn import device_export, model as model_lib, portable_frontend
-
-    rate, samples = 44100, 220500
-    model = model_lib.build_model(FLAGS.backbone, 50, rate, samples, weights="none")
-    ensemble = device_export.portable_ensemble([model])
-    rng = np.random.default_rng(0)
-    clips = rng.uniform(-0.5, 0.5, (FLAGS.clips, samples)).astype("float32")
-
-    def representative():
-        for clip in clips[:8]:
-            yield [clip[None]]
-
+    waveforms = clips.waveforms(FLAGS.clips)
     variants = {}
     for mode in ("none", "dynamic", "int8"):
         start = time.perf_counter()
-        content = portable_frontend.to_tflite(ensemble, quantize=mode,
-                                              representative=representative)
-        runner = Interpreter(model_content=content, num_threads=2)
-        runner.allocate_tensors()
-        device_export.run_tflite(runner, clips[:1])  # warm-up
+        runner, content = sides.litert_model(FLAGS.backbone, waveforms, mode)
+        device_export.run_tflite(runner, waveforms[:1])  # warm-up
         variants[mode] = (runner, len(content), time.perf_counter() - start)
     load_before = os.getloadavg()
     times = {mode: [] for mode in variants}
     for _ in range(FLAGS.trials):
         for mode, (runner, _, _) in variants.items():
             start = time.perf_counter()
-            device_export.run_tflite(runner, clips)
-            times[mode].append((time.perf_counter() - start) / len(clips))
+            device_export.run_tflite(runner, waveforms)
+            times[mode].append((time.perf_counter() - start) / len(waveforms))
     load_after = os.getloadavg()
-    print(f"{FLAGS.backbone}, {samples} samples at {rate} Hz, {FLAGS.trials} interleaved trials "
-          f"of {FLAGS.clips} clips; load average {load_before[0]:.2f} before, "
-          f"{load_after[0]:.2f} after")
+    print(f"{FLAGS.backbone}, {clips.NUM_SAMPLES} samples at {clips.SAMPLE_RATE} Hz, "
+          f"{FLAGS.trials} interleaved trials of {FLAGS.clips} clips; load average "
+          f"{load_before[0]:.2f} before, {load_after[0]:.2f} after")
     print("| variant | .tflite size | latency per clip: median [min, max] | convert |")
     print("|---|---|---|---|")
     for mode, (_, size, convert) in variants.items():
-        per_clip = times[mode]
-        spread = (max(per_clip) - min(per_clip)) / statistics.median(per_clip)
-        flag = " (spread over 20%)" if spread > 0.2 else ""
-        print(f"| {mode} | {size / 2**20:.1f} MB | {1000 * statistics.median(per_clip):.0f} ms "
-              f"[{1000 * min(per_clip):.0f}, {1000 * max(per_clip):.0f}]{flag} | "
+        stats = common.summarize(times[mode])
+        flag = " (spread over 20%)" if stats["unstable"] else ""
+        print(f"| {mode} | {size / 2**20:.1f} MB | {1000 * stats['median']:.0f} ms "
+              f"[{1000 * stats['min']:.0f}, {1000 * stats['max']:.0f}]{flag} | "
               f"{convert:.0f} s |")
     sys.stdout.flush()
 

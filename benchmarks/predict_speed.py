@@ -15,7 +15,6 @@ memory. Every model of the run is averaged, as predict.py does: a 5-fold run cos
 
 import os
 import resource
-import statistics
 import sys
 import tempfile
 import time
@@ -63,10 +62,12 @@ def _timed(paths, ensemble):
 
 
 def _row(name, values, unit):
-    spread = (max(values) - min(values)) / statistics.median(values)
-    flag = " (spread over 20%)" if spread > 0.2 else ""
-    return (f"| {name} | {statistics.median(values):,.1f} {unit} | "
-            f"{min(values):,.1f} - {max(values):,.1f}{flag} |")
+    from benchmarks import common
+
+    stats = common.summarize(values)
+    flag = " (spread over 20%)" if stats["unstable"] else ""
+    return (f"| {name} | {stats['median']:,.1f} {unit} | "
+            f"{stats['min']:,.1f} - {stats['max']:,.1f}{flag} |")
 
 
 def main(argv):

@@ -171,13 +171,11 @@ def ours_inference(backbone="DenseNet201", batch=INFERENCE_BATCH, **speedups):
     return Side(lambda: predict(inputs).numpy(), batch, dict(_tensorflow_facts(), **settings))
 
 
-def ours_litert_inference(backbone="DenseNet201", batch=INFERENCE_BATCH, quantize="dynamic"):
-    """Waveforms to probabilities with the one-clip `.tflite` model `export.py
-    --format=tflite --quantize=...` writes (portable frontend), clip by clip in
-    `ai_edge_litert` on every core. Another model than the others' when quantized:
-    its accuracy is not the Keras model's."""
-    _ours()
-    import numpy as np
+def litert_model(backbone, waveforms, quantize):
+    """`export.py --format=tflite --quantize=...`'s one-clip model of a `backbone` with
+    random weights at the clips' input (speed does not depend on the weights); int8
+    calibrated on the first 8 `waveforms`. Returns (an allocated `ai_edge_litert`
+    interpreter on every core, the `.tflite` bytes)."""
     from ai_edge_litert.interpreter import Interpreter
 
     from benchmarks import clips
@@ -185,7 +183,6 @@ def ours_litert_inference(backbone="DenseNet201", batch=INFERENCE_BATCH, quantiz
 
     model = model_lib.build_model(backbone, clips.NUM_CLASSES, clips.SAMPLE_RATE,
                                   clips.NUM_SAMPLES, weights="none")
-    waveforms = clips.waveforms(batch)
 
     def representative():
         for clip in waveforms[:8]:
@@ -195,6 +192,20 @@ def ours_litert_inference(backbone="DenseNet201", batch=INFERENCE_BATCH, quantiz
                                           quantize=quantize, representative=representative)
     runner = Interpreter(model_content=content, num_threads=len(os.sched_getaffinity(0)))
     runner.allocate_tensors()
+    return runner, content
+
+
+def ours_litert_inference(backbone="DenseNet201", batch=INFERENCE_BATCH, quantize="dynamic"):
+    """Waveforms to probabilities with `litert_model`, clip by clip. Another model than
+    the others' when quantized: its accuracy is not the Keras model's."""
+    _ours()
+    import numpy as np
+
+    from benchmarks import clips
+    from keras_audio_cnn import device_export
+
+    waveforms = clips.waveforms(batch)
+    runner, content = litert_model(backbone, waveforms, quantize)
     info = {"quantize": quantize, "tflite_mb": round(len(content) / 2**20, 1),
             "threads": len(os.sched_getaffinity(0))}
     return Side(lambda: np.asarray(device_export.run_tflite(runner, waveforms)), batch, info)

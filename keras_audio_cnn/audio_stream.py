@@ -40,6 +40,12 @@ def window_count(length, num_samples, hop):
     return 1 + math.ceil(max(0, int(length) - int(num_samples)) / hop)
 
 
+def resampled_length(frames, file_rate, sample_rate):
+    """Samples at `sample_rate` of `frames` at `file_rate`: librosa's length,
+    `ceil(frames * sample_rate / file_rate)`."""
+    return -(-int(frames) * int(sample_rate) // max(int(file_rate), 1))
+
+
 def to_pcm16(samples):
     """Float samples rounded to 16-bit PCM values and scaled back, as training's clips
     are (`audio_io.load_clip` stores int16, training multiplies by 1/32768)."""
@@ -115,7 +121,7 @@ class Recording:
             raise AudioDataError(f"audio file {self.path} holds no samples; {_FIX}")
         if resampler:
             out = resampler.resample_chunk(np.zeros(0), last=True)
-            expected = -(-frames * self.sample_rate // file_rate)  # librosa's length
+            expected = resampled_length(frames, file_rate, self.sample_rate)
             yield np.pad(out, (0, max(0, expected - produced - len(out))))
 
     def _error(self, error):

@@ -67,8 +67,9 @@ def run_tflite(runner, waveforms):
 def _held_out(ensemble, quantize, representative):
     """Each member's held-out accuracy as a float and as a quantized `.tflite`."""
     rows = []
-    for run_dir, model in zip(ensemble.members, ensemble.models):
-        source, task = _task_data(run_dir)
+    for model_dir, run_dir, model in zip(ensemble.member_runs, ensemble.members,
+                                         ensemble.models):
+        source, task = _task_data(model_dir, run_dir)
         waveforms, labels = zip(*[(w, y) for ws, ys in source.load(task, "test", 32)
                                   for w, y in zip(ws.numpy(), ys.numpy())])
         single = portable_ensemble([model])
@@ -83,12 +84,9 @@ def _held_out(ensemble, quantize, representative):
     return rows
 
 
-def _task_data(run_dir):
-    """The prepared data a model recorded, and its task."""
+def _task_data(model_dir, run_dir):
+    """The prepared data a model (`run_dir`, of the run `model_dir`) recorded, and its task."""
     record = rundir.read_metrics(run_dir).get("data")
-    model_dir = os.path.dirname(run_dir.rstrip("/"))
-    if not tf.io.gfile.exists(os.path.join(model_dir, rundir.RUN_JSON)):  # fold1/run2
-        model_dir = os.path.dirname(model_dir)
     run = rundir.read_run(model_dir)
     if record is None:
         raise PredictionError(f"{run_dir} recorded no data (trained by an earlier version): "
@@ -100,7 +98,7 @@ def _task_data(run_dir):
 
 def _representative(ensemble):
     """Training clips of the first member's task, to calibrate int8 activations."""
-    source, task = _task_data(ensemble.members[0])
+    source, task = _task_data(ensemble.member_runs[0], ensemble.members[0])
 
     def clips():
         for waveforms, _ in source.load(task, "train", 1, shuffle=True, seed=0).take(

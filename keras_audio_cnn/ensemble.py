@@ -27,6 +27,7 @@ class Ensemble:
 
     model_dirs: list  # the runs, as given
     members: list  # the model directories averaged, e.g. runs/x/fold1/run2
+    member_runs: list  # the run (one of model_dirs) of each member, in the same order
     models: list  # their Keras models, in the same order
     class_names: list  # the classes, in output order
     sample_rate: int  # Hz of the waveforms the models take
@@ -86,7 +87,8 @@ def load_ensemble(model_dirs, log=print):
                     f"({_short(description[key])} vs {_short(first[key])}); average only "
                     "runs trained on the same classes, sample rate and clip length")
     models = [_load_model(model_dir, run_dir) for model_dir, run_dir in members]
-    return Ensemble(model_dirs, [run_dir for _, run_dir in members], models,
+    return Ensemble(model_dirs, [run_dir for _, run_dir in members],
+                    [model_dir for model_dir, _ in members], models,
                     list(first["class_names"]), int(first["sample_rate"]),
                     int(first["num_samples"]))
 

@@ -272,7 +272,7 @@ def _window_count(path, ensemble, hop):
         info = sf.info(path)
     except Exception:  # reported when the file is decoded
         return 0
-    length = -(-info.frames * ensemble.sample_rate // max(info.samplerate, 1))
+    length = audio_stream.resampled_length(info.frames, info.samplerate, ensemble.sample_rate)
     return audio_stream.window_count(length, ensemble.num_samples, hop)
 
 
