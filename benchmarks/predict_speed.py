@@ -28,6 +28,7 @@ flags.DEFINE_integer("files", 100, "One-clip files in the folder of a trial.")
 flags.DEFINE_float("long_minutes", 20.0, "Length of the long recording, minutes.")
 flags.DEFINE_integer("trials", 5, "Trials of each, interleaved.")
 flags.DEFINE_integer("batch_size", 32, "predict.py's --batch_size.")
+flags.DEFINE_enum("precision", "float32", ["float32", "mixed"], "predict.py's --precision.")
 FLAGS = flags.FLAGS
 
 
@@ -77,7 +78,8 @@ def main(argv):
     from keras_audio_cnn import ensemble as ensemble_lib
 
     start = time.perf_counter()
-    ensemble = ensemble_lib.load_ensemble([FLAGS.model_dir], log=lambda line: None)
+    ensemble = ensemble_lib.load_ensemble([FLAGS.model_dir], log=lambda line: None,
+                                          precision=FLAGS.precision)
     load_seconds = time.perf_counter() - start
     with tempfile.TemporaryDirectory() as work:
         clips, long_path, long_seconds = _write_inputs(pathlib.Path(work), ensemble)
@@ -100,7 +102,8 @@ def main(argv):
           f"at {ensemble.sample_rate} Hz; loaded in {load_seconds:.1f} s, first file "
           f"{warm_seconds:.1f} s; {FLAGS.trials} interleaved trials of {FLAGS.files} one-clip "
           f"files and one {long_seconds / 60:.0f}-minute recording "
-          f"({min(lengths):.0f} to {max(lengths):.0f} s each), batch {FLAGS.batch_size}; "
+          f"({min(lengths):.0f} to {max(lengths):.0f} s each), batch {FLAGS.batch_size}, "
+          f"{ensemble.dtype_policy}; "
           f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after; "
           f"peak memory {peak_mb:,.0f} MB")
     print("| input | median | min - max |")

@@ -153,8 +153,10 @@ def plain_train(backbone="DenseNet201", batch=TRAIN_BATCH, env=None):
     return Side(lambda: model.train_on_batch(images, labels), batch, _tensorflow_facts())
 
 
-def ours_inference(backbone="DenseNet201", batch=INFERENCE_BATCH, **speedups):
-    """Waveforms to probabilities: a fold model's `export.inference_function`.
+def ours_inference(backbone="DenseNet201", batch=INFERENCE_BATCH, precision="float32",
+                   **speedups):
+    """Waveforms to probabilities: a fold model's `export.inference_function`, computing
+    as `predict.py --precision=<precision>` does.
 
     `speedups`: see `_ours`.
     """
@@ -162,13 +164,16 @@ def ours_inference(backbone="DenseNet201", batch=INFERENCE_BATCH, **speedups):
     import tensorflow as tf
 
     from benchmarks import clips
-    from keras_audio_cnn import export, model as model_lib
+    from keras_audio_cnn import devices, export, model as model_lib
 
     model = model_lib.build_model(backbone, clips.NUM_CLASSES, clips.SAMPLE_RATE,
                                   clips.NUM_SAMPLES, weights="none")
+    policy = devices.settings(precision, "false").dtype_policy
+    model_lib.set_dtype_policy(model, policy)
     predict = export.inference_function(model)
     inputs = tf.constant(clips.waveforms(batch))
-    return Side(lambda: predict(inputs).numpy(), batch, dict(_tensorflow_facts(), **settings))
+    return Side(lambda: predict(inputs).numpy(), batch,
+                dict(_tensorflow_facts(), dtype_policy=policy, **settings))
 
 
 def litert_model(backbone, waveforms, quantize):

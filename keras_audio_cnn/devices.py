@@ -85,7 +85,7 @@ def resolve(precision, jit_compile, devices, deterministic=False):
     else:
         policy = "float32"
         note = (
-            "--precision=mixed: training in float32, because this machine has no GPU "
+            "--precision=mixed: computing in float32, because this machine has no GPU "
             f"and its CPU has no bfloat16 instructions ({' or '.join(BF16_CPU_FLAGS)} in "
             "/proc/cpuinfo), so bfloat16 would be emulated in software"
         )

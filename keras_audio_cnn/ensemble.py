@@ -14,7 +14,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from keras_audio_cnn import fused_batch_norm, rundir
+from keras_audio_cnn import devices, fused_batch_norm, model as model_lib, rundir
 from keras_audio_cnn.errors import PredictionError, one_line
 
 # What a finished model records about its input and output (docs/run_directory.md).
@@ -32,6 +32,7 @@ class Ensemble:
     class_names: list  # the classes, in output order
     sample_rate: int  # Hz of the waveforms the models take
     num_samples: int  # samples per clip the models take
+    dtype_policy: str = "float32"  # what the backbones compute in (`load_ensemble`'s precision)
 
     @property
     def clip_seconds(self):
@@ -45,10 +46,14 @@ class Ensemble:
 
         Traced once for any batch size and kept with the ensemble: tracing the models
         takes seconds (about 5 s for DenseNet201 on a CPU), which a last, partial batch
-        or another `predict.classify` call would otherwise pay again.
+        or another `predict.classify` call would otherwise pay again. On a CPU the
+        models' frontends compute one clip at a time from then on
+        (`frontend.use_per_clip_kernels`).
         """
         if self._logits is None:
             models = self.models
+            for model in models:
+                model_lib.use_fast_kernels(model)
             self._logits = tf.function(
                 lambda waveform: tf.stack([m(waveform, training=False) for m in models]),
                 input_signature=[tf.TensorSpec([None, self.num_samples], tf.float32)])
@@ -63,10 +68,14 @@ def mean_probabilities(logits):
     return (shifted / shifted.sum(axis=-1, keepdims=True)).mean(axis=0)
 
 
-def load_ensemble(model_dirs, log=print):
+def load_ensemble(model_dirs, log=print, precision="float32"):
     """Loads every finished model of `model_dirs` (a directory or a list of them).
 
-    Unfinished models are left out with a line through `log`.
+    Unfinished models are left out with a line through `log`. `precision` is
+    train.py's `--precision`: "float32" computes as the saved models are (float32),
+    "mixed" computes the backbones in bfloat16 on CPUs with bfloat16 instructions and
+    in float16 on GPUs (`devices.resolve`; elsewhere float32, with a line through
+    `log`): faster there, with probabilities slightly off float32's.
 
     Raises:
       RunDirError: a directory that does not exist or holds no train.py run.
@@ -86,11 +95,16 @@ def load_ensemble(model_dirs, log=print):
                     f"{run_dir} and {first_dir} have different {key} "
                     f"({_short(description[key])} vs {_short(first[key])}); average only "
                     "runs trained on the same classes, sample rate and clip length")
+    settings = devices.settings(precision, "false")
+    if settings.note:
+        log(settings.note)
     models = [_load_model(model_dir, run_dir) for model_dir, run_dir in members]
+    for model in models:
+        model_lib.set_dtype_policy(model, settings.dtype_policy)
     return Ensemble(model_dirs, [run_dir for _, run_dir in members],
                     [model_dir for model_dir, _ in members], models,
                     list(first["class_names"]), int(first["sample_rate"]),
-                    int(first["num_samples"]))
+                    int(first["num_samples"]), settings.dtype_policy)
 
 
 def _finished_members(model_dir, log):

@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_audio_cnn import config as config_lib
-from keras_audio_cnn import datasets, fused_batch_norm, metrics, provenance, rundir
+from keras_audio_cnn import datasets, metrics, model as model_lib, provenance, rundir
 from keras_audio_cnn.errors import EvaluationError
 
 
@@ -129,7 +129,7 @@ def _evaluate_task(task, members, model_dirs, source, test_ds):
     for model_dir, run_dir in members:
         _check_held_out(run_dir, rundir.read_metrics(run_dir), task, source)
         model = load_model(run_dir)
-        fused_batch_norm.use_fused_kernels(model)  # speed only: same probabilities
+        model_lib.use_fast_kernels(model)
         first_model = first_model or model
         p = metrics.probabilities(model, test_ds)
         label = _label(model_dirs, model_dir, run_dir)

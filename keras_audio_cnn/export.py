@@ -28,7 +28,7 @@ import os
 import keras
 import tensorflow as tf
 
-from keras_audio_cnn import audio_stream, ensemble as ensemble_lib, fused_batch_norm, rundir
+from keras_audio_cnn import audio_stream, ensemble as ensemble_lib, model as model_lib, rundir
 from keras_audio_cnn.errors import PredictionError
 
 RECORDING_BATCH = 32  # windows per model call inside serve_recording and serve_wav
@@ -54,9 +54,10 @@ def export_serving(model, path, num_samples, class_names):
 def inference_function(model, jit_compile=False):
     """A compiled function from waveforms `[batch, num_samples]` to class probabilities.
 
-    BatchNorm layers run TensorFlow's fused inference kernel.
+    BatchNorm layers run TensorFlow's fused inference kernel, and on a CPU the frontend
+    computes one clip at a time (`model.use_fast_kernels`).
     """
-    fused_batch_norm.use_fused_kernels(model)
+    model_lib.use_fast_kernels(model)
     return tf.function(lambda waveform: keras.ops.softmax(model(waveform, training=False)),
                        jit_compile=jit_compile, reduce_retracing=True)
 

@@ -166,12 +166,13 @@ def compute_per_clip(layer):
     power, about 9 MB a channel for one 5 s 44.1 kHz clip) do not fit in a CPU's
     caches, so the layer's elementwise ops and its mel matrix product stream every
     intermediate through memory; one clip at a time they stay in cache (the
-    frontend benchmark measures the difference). Each clip runs Keras's own ops, so
-    the values are the layer's: its `top_db` floor is taken per clip instead of
-    per batch, which makes no difference for this frontend's `TOP_DB`, which never
-    clips. The kernel is swapped on the layer object only, like
-    `fused_batch_norm.use_fused_kernels`: the layer keeps its class and config, and
-    a saved model is unchanged. Where TensorFlow sees a GPU, or on another Keras
+    frontend benchmark measures the difference). Each clip is computed by
+    `_clip_kernel`, the layer's own computation in fewer passes over memory, so the
+    values are the layer's (to float32 rounding); its `top_db` floor is taken per
+    clip instead of per batch, which makes no difference for this frontend's
+    `TOP_DB`, which never clips. The kernel is swapped on the layer object only,
+    like `fused_batch_norm.use_fused_kernels`: the layer keeps its class and config,
+    and a saved model is unchanged. Where TensorFlow sees a GPU, or on another Keras
     backend, nothing changes (a GPU wants the whole batch at once).
 
     Returns whether the layer was switched.
@@ -182,16 +183,88 @@ def compute_per_clip(layer):
             or tf.config.list_physical_devices("GPU")):
         return False
     keras_call = layer.call
+    kernel = _clip_kernel(layer) or (lambda clip: keras_call(clip[None])[0])
 
     def call(inputs):
         inputs = tf.convert_to_tensor(inputs)
-        return tf.map_fn(lambda clip: keras_call(clip[None])[0], inputs,
-                         fn_output_signature=tf.dtypes.as_dtype(layer.compute_dtype),
+        return tf.map_fn(kernel, inputs, fn_output_signature=tf.dtypes.as_dtype(layer.compute_dtype),
                          parallel_iterations=1)
 
     layer.call = call
     setattr(layer, _PER_CLIP, True)
     return True
+
+
+def use_per_clip_kernels(model):
+    """`compute_per_clip` on every `MelSpectrogram` layer of `model` (e.g. one loaded
+    from a `.keras` file, whose layers compute whole batches). Returns how many it
+    switched (none on a GPU, or when they were switched before)."""
+    return sum(compute_per_clip(layer) for layer in model.layers
+               if isinstance(layer, keras.layers.MelSpectrogram))
+
+
+# Mel bands per matrix product in `_clip_kernel`.
+_BANDS_PER_PRODUCT = 16
+
+
+def _clip_kernel(layer):
+    """One clip `[num_samples]` -> `[bands, frames]`, the values of `layer`'s call.
+
+    `MelSpectrogram` frames the padded clip `fft_length` samples at a time, most of
+    them to be multiplied by the zeros around a shorter window; takes the magnitude
+    with a square root, then squares it; and multiplies by the whole mel matrix, most
+    of whose entries are zero (each band is a triangle over a few FFT bins). Here the
+    frames are only the window's samples, padded with zeros; the power is the squared
+    real and imaginary parts; and each group of bands multiplies only the FFT bins
+    under it. Each frame given to the FFT holds Keras's values at Keras's
+    places, so the spectra are the same. None for settings other than this frontend's (Hann
+    window, power, dB, float32): those keep Keras's computation.
+    """
+    import tensorflow as tf
+
+    if (layer.window != "hann" or layer.mag_exp != 2.0 or not layer.power_to_db
+            or layer.compute_dtype != "float32"):
+        return None
+    fft, window, hop = layer.fft_length, layer.sequence_length, layer.sequence_stride
+    offset = (fft - window) // 2
+    # Frames a whole number of hops long: `tf.signal.frame` then copies hop-long
+    # blocks instead of single samples (1102 and 441 have no common factor). The
+    # samples past the window are multiplied by zeros.
+    length = -(-window // hop) * hop
+    past_end = max(0, offset + length - fft)  # zeros appended so the last frame fits
+    hann = tf.pad(tf.signal.hann_window(window, periodic=True), [[0, length - window]])
+    kept = min(length, fft - offset)  # the windowed samples, then zeros: fft samples a frame
+    matrix = keras.ops.convert_to_numpy(layer.linear_to_mel_weight_matrix(
+        num_mel_bins=layer.num_mel_bins, num_spectrogram_bins=fft // 2 + 1,
+        sampling_rate=layer.sampling_rate, lower_edge_hertz=layer.min_freq,
+        upper_edge_hertz=layer.max_freq))
+    products = []
+    for first in range(0, matrix.shape[1], _BANDS_PER_PRODUCT):
+        bands = matrix[:, first:first + _BANDS_PER_PRODUCT]
+        rows = np.flatnonzero(bands.any(axis=1))
+        low, high = (rows[0], rows[-1] + 1) if len(rows) else (0, 0)
+        products.append((int(low), int(high), tf.constant(bands[low:high])))
+    ref_db = 10.0 * np.log10(max(abs(layer.ref_power), layer.min_power))
+
+    def kernel(clip):
+        padded = tf.pad(clip, [[fft // 2, fft // 2]], mode="REFLECT")
+        frames = 1 + (tf.shape(padded)[0] - fft) // hop
+        if past_end:
+            padded = tf.pad(padded, [[0, past_end]])
+        frames = tf.signal.frame(padded[offset:offset + (frames - 1) * hop + length],
+                                 length, hop)
+        # The frame Keras transforms, the same values at the same places.
+        windowed = frames * hann if kept == length else (frames * hann)[:, :kept]
+        frames = tf.pad(windowed, [[0, 0], [offset, fft - offset - kept]])
+        spectrum = tf.signal.rfft(frames)
+        power = tf.square(tf.math.real(spectrum)) + tf.square(tf.math.imag(spectrum))
+        mel = tf.concat([tf.matmul(power[:, low:high], bands) for low, high, bands in products],
+                        axis=-1)
+        db = 10.0 * (tf.math.log(tf.maximum(mel, layer.min_power)) / np.log(10.0)) - ref_db
+        db = tf.maximum(db, tf.reduce_max(db) - layer.top_db)
+        return tf.transpose(db)
+
+    return kernel
 
 
 def log_mel_image(waveform, sample_rate, num_samples):

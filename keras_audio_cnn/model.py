@@ -7,7 +7,7 @@ import h5py
 import keras
 import numpy as np
 
-from keras_audio_cnn import devices, frontend
+from keras_audio_cnn import devices, frontend, fused_batch_norm
 from keras_audio_cnn.errors import ModelConfigError
 
 # Block names inside keras.applications layer names: DenseNet/ResNet "conv4_block1",
@@ -271,4 +271,27 @@ def get_backbone(model):
         if isinstance(layer, keras.Model):
             return layer
     raise ValueError(f"model {model.name!r} has no nested backbone model")
+
+
+def set_dtype_policy(model, policy):
+    """Makes a model from `build_model` compute as `build_model(dtype_policy=policy)`
+    builds it: the backbone, pool and dropout under `policy` (e.g. "mixed_bfloat16"),
+    the frontend, normalisation and predictions in float32.
+
+    Mixed policies keep float32 variables, so the weights are untouched: only the
+    arithmetic of the calls traced from now on changes. Saved models are float32
+    (`recipe.float32_copy`); this is how predict.py runs one in mixed precision.
+    """
+    backbone = get_backbone(model)
+    for layer in [backbone, *backbone.layers, model.get_layer("pool"), model.get_layer("dropout")]:
+        layer.dtype_policy = policy
+
+
+def use_fast_kernels(model):
+    """Speed only, the same probabilities (to float32 rounding): BatchNorm layers run
+    TensorFlow's fused kernel (`fused_batch_norm.use_fused_kernels`) and, on a CPU, the
+    frontend computes one clip at a time (`frontend.use_per_clip_kernels`), as a model
+    fresh from `build_model` does. For a model loaded from a `.keras` file."""
+    fused_batch_norm.use_fused_kernels(model)
+    frontend.use_per_clip_kernels(model)
 

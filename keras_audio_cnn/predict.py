@@ -69,7 +69,7 @@ def top_classes(probabilities, class_names, k):
 
 
 def classify(paths, model_dirs, *, hop_seconds=None, per_window=False,
-             batch_size=DEFAULT_BATCH_SIZE, progress=False, log=None):
+             batch_size=DEFAULT_BATCH_SIZE, progress=False, log=None, precision="float32"):
     """Classifies audio files with every finished model of `model_dirs`, averaged.
 
     Args:
@@ -83,6 +83,9 @@ def classify(paths, model_dirs, *, hop_seconds=None, per_window=False,
       batch_size: windows per model call.
       progress: show a progress bar of windows and files (tqdm, on stderr).
       log: where notes go (unfinished models left out); default: stderr.
+      precision: "float32" (the saved models' arithmetic) or "mixed" (the backbones in
+        bfloat16 on CPUs with bfloat16 instructions, float16 on GPUs; see
+        `ensemble.load_ensemble`). With an `Ensemble` given, its own precision is used.
 
     Returns:
       `Predictions`: an iterator of one `FileResult` per input file, in input order (a
@@ -97,7 +100,7 @@ def classify(paths, model_dirs, *, hop_seconds=None, per_window=False,
     log = log or (lambda line: print(line, file=sys.stderr))
     paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     ensemble = (model_dirs if isinstance(model_dirs, ensemble_lib.Ensemble)
-                else ensemble_lib.load_ensemble(model_dirs, log=log))
+                else ensemble_lib.load_ensemble(model_dirs, log=log, precision=precision))
     hop = audio_stream.hop_samples(hop_seconds, ensemble.sample_rate, ensemble.num_samples)
     if int(batch_size) < 1:
         raise ConfigError(f"--batch_size={batch_size} must be at least 1")

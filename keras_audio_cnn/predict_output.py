@@ -123,7 +123,7 @@ class _Json(_Writer):
 
 def classify_to_output(paths, model_dirs, *, output=None, output_format="table", top_k=3,
                        per_window=False, hop_seconds=None, batch_size=None, progress=False,
-                       on_error=print, log=print):
+                       on_error=print, log=print, precision="float32"):
     """`predict.classify` written to `output` (atomically: a temporary file renamed into
     place once every input is done) or to stdout. Returns (classified, failed)."""
     if not paths:
@@ -133,7 +133,7 @@ def classify_to_output(paths, model_dirs, *, output=None, output_format="table",
         _check_output(output)
     results = predict.classify(paths, model_dirs, hop_seconds=hop_seconds, per_window=per_window,
                                batch_size=batch_size or predict.DEFAULT_BATCH_SIZE,
-                               progress=progress, log=log)
+                               progress=progress, log=log, precision=precision)
     class_names = results.class_names
     options = dict(top_k=top_k, per_window=per_window, on_error=on_error)
     if not output:

@@ -114,6 +114,23 @@ def test_mixed_model_computes_the_backbone_in_bfloat16_and_the_rest_in_float32(m
     assert logits.std(axis=0).max() > 0.01  # not a constant output
 
 
+def test_a_float32_model_set_to_mixed_computes_as_the_mixed_build(mixed_model):
+    """`model.set_dtype_policy` (predict.py --precision=mixed on a saved, float32 model)
+    gives the model `build_model(dtype_policy=...)` builds: the same arithmetic."""
+    plain = tiny_model("float32", dropout=0.1)
+    plain.set_weights(mixed_model.get_weights())
+    model_lib.set_dtype_policy(plain, "mixed_bfloat16")
+    backbone = model_lib.get_backbone(plain)
+    assert {layer.compute_dtype for layer in backbone.layers[1:]} == {"bfloat16"}
+    for name in ("logmel_image", "normalization", "predictions"):
+        assert plain.get_layer(name).compute_dtype == "float32"
+    assert {v.dtype for v in plain.weights} == {"float32"}
+    x = waveforms(seed=2)
+    np.testing.assert_array_equal(plain.predict(x, verbose=0), mixed_model.predict(x, verbose=0))
+    model_lib.set_dtype_policy(plain, "float32")  # and back
+    assert {layer.dtype_policy.name for layer in all_layers(plain)} == {"float32"}
+
+
 def test_float32_build_takes_the_mixed_weights_and_predicts_nearly_the_same(mixed_model):
     plain = tiny_model("float32", dropout=0.1)  # as the trainer copies a trained model
     plain.set_weights(mixed_model.get_weights())

@@ -376,3 +376,66 @@ def test_a_reader_that_goes_away_ends_predict_quietly(trained):
     assert process.returncode == 1, process.stderr[-2000:]
     assert "Traceback" not in process.stderr and "BrokenPipe" not in process.stderr, \
         process.stderr[-2000:]
+
+
+def test_mixed_precision_computes_the_backbones_in_half_precision_with_float32_labels(
+        trained, run_cli):
+    """`--precision=mixed`: where the CPU has bfloat16 instructions (or a GPU float16), the
+    backbones compute in it and the probabilities stay close to float32's; elsewhere
+    predict.py says it computes in float32 and gives float32's probabilities."""
+    from keras_audio_cnn import devices, ensemble as ensemble_lib, model as model_lib
+
+    found = devices.detect()
+    notes = []
+    mixed = ensemble_lib.load_ensemble([trained["model_dir"]], log=notes.append,
+                                       precision="mixed")
+    backbone = model_lib.get_backbone(mixed.models[0])
+    expected = devices.resolve("mixed", "false", found).dtype_policy
+    assert mixed.dtype_policy == expected
+    half = {"mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}.get(expected, "float32")
+    assert {layer.compute_dtype for layer in backbone.layers} == {half}
+    assert mixed.models[0].get_layer("predictions").compute_dtype == "float32"
+    assert any("computing in float32" in n for n in notes) == (half == "float32")
+
+    outputs = {}
+    for precision in ("float32", "mixed"):
+        out = trained["scratch"] / f"precision_{precision}.json"
+        result = predict(run_cli, trained, "--format=json", f"--output={out}",
+                         f"--precision={precision}", *trained["held_out"])
+        outputs[precision] = json.loads(out.read_text())
+        if precision == "mixed" and half == "float32":
+            assert "computing in float32" in result.stderr
+    as_float32, as_mixed = ([f["probabilities"] for f in outputs[p]] for p in ("float32", "mixed"))
+    assert [f["label"] for f in outputs["mixed"]] == [f["label"] for f in outputs["float32"]]
+    difference = np.abs(np.array([[p[c] for c in CLASSES] for p in as_mixed])
+                        - np.array([[p[c] for c in CLASSES] for p in as_float32])).max()
+    if half == "float32":
+        assert difference == 0
+    else:  # bfloat16 keeps 8 bits of mantissa: about 2 significant digits per value
+        assert 0 < difference < 0.05
+
+
+def test_loaded_models_compute_the_frontend_per_clip_as_built_ones_do(trained):
+    """Models loaded from model.keras have Keras's batched MelSpectrogram layers; predict.py
+    and evaluate.py switch them to the per-clip kernel a freshly built model has (on a
+    CPU), which gives the same images faster."""
+    import tensorflow as tf
+
+    from keras_audio_cnn import ensemble as ensemble_lib, evaluation, frontend
+
+    if tf.config.list_physical_devices("GPU"):
+        pytest.skip("on a GPU the frontend computes whole batches")
+    ensemble = ensemble_lib.load_ensemble([trained["model_dir"]], log=lambda line: None)
+    ensemble.logits_function()
+    run_dir = ensemble.members[0]
+    mel_layers = lambda model: [layer for layer in model.layers  # noqa: E731
+                                if layer.name.startswith("logmel_") and hasattr(layer, "fft_length")]
+    assert len(mel_layers(ensemble.models[0])) == 3
+    assert all(getattr(layer, frontend._PER_CLIP, False)
+               for model in ensemble.models for layer in mel_layers(model))
+    batched = evaluation.load_model(run_dir)
+    assert not any(getattr(layer, frontend._PER_CLIP, False) for layer in mel_layers(batched))
+    waveforms = np.random.default_rng(3).uniform(-0.5, 0.5, (4, CLIP)).astype("float32")
+    image = lambda model: tf.keras.Model(  # noqa: E731
+        model.input, model.get_layer(frontend.IMAGE_LAYER).output)(waveforms).numpy()
+    np.testing.assert_allclose(image(ensemble.models[0]), image(batched), atol=1e-4)
