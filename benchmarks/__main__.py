@@ -249,12 +249,17 @@ def inference_rows(results, load, backbone, batch, torch_model):
                          met=None if ratio is None else ratio >= 2.5, note=note)
 
     policy = results.get("ours_mixed", {}).get("info", {}).get("dtype_policy", "")
+    against_mixed = _ratio(results, "ours_mixed", "reference_mixed")
+    mixed_note = ""
+    if policy:
+        mixed_note = f"{policy}: " + ("probabilities slightly off float32's" if policy != "float32"
+                                      else "no bfloat16 instructions on this CPU, so float32")
+    if against_mixed:
+        mixed_note += f"; {against_mixed:.2f}x reference_mixed"
     return [
         ours("ours", "a fold model's inference function (predict.py)"),
         ours("ours_mixed", "the same, backbone in mixed precision (predict.py --precision=mixed)",
-             note=f"{policy}: " + ("probabilities slightly off float32's" if policy != "float32"
-                                   else "no bfloat16 instructions on this CPU, so float32")
-             if policy else ""),
+             note=mixed_note),
         _side_row("2 inference", "litert_dynamic", f"{what}: export.py's .tflite "
                   "(--quantize=dynamic), clip by clip in ai_edge_litert", "clips/s",
                   results.get("litert_dynamic", {}), load,
@@ -266,6 +271,11 @@ def inference_rows(results, load, backbone, batch, torch_model):
         _side_row("2 inference", "reference", f"{what}: the paper's per-clip images, then "
                   f"torchvision {torch_model} in eval mode", "clips/s",
                   results.get("reference", {}), load),
+        _side_row("2 inference", "reference_mixed", f"{what}: the same, the network under "
+                  "torch.autocast (bfloat16 on a CPU, float16 on a GPU)", "clips/s",
+                  results.get("reference_mixed", {}), load,
+                  note="not the paper's code, which runs float32: what its users get with "
+                  "autocast on"),
     ]
 
 
@@ -299,11 +309,12 @@ def main(argv):
         if torch_missing:
             log(f"PyTorch sides: {torch_missing}")
 
-    def torch_side(target):
+    def torch_side(target, name="reference", **options):
         if torch_missing:
-            return ("reference", None, torch_missing)
-        options = {} if target == "reference_frontend" else {"model": preset["torch_model"]}
-        return ("reference", f"{SIDES_TORCH}:{target}", options, FLAGS.torch_python, None)
+            return (name, None, torch_missing)
+        if target != "reference_frontend":
+            options["model"] = preset["torch_model"]
+        return (name, f"{SIDES_TORCH}:{target}", options, FLAGS.torch_python, None)
 
     load = common.load_average()
     if load and load[0] > 0.25 * len(os.sched_getaffinity(0)):
@@ -357,6 +368,7 @@ def main(argv):
             *_litert_sides(backbone),
             *_plain_keras_sides("inference", backbone, log),
             torch_side("reference_inference"),
+            torch_side("reference_inference", "reference_mixed", mixed=True),
         ], FLAGS.trials, seconds["inference"], log_dir, log)
         details["inference"] = results
         report(inference_rows(results, load, backbone, sides.INFERENCE_BATCH,

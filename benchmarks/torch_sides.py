@@ -142,20 +142,26 @@ def reference_train(batch=16, model="densenet201"):
     return Side(step, batch, dict(_torch_facts(device), model=model))
 
 
-def reference_inference(batch=32, model="densenet201"):
-    """Waveforms to probabilities: the per-clip images, then DenseNet-201 in eval mode."""
+def reference_inference(batch=32, model="densenet201", mixed=False):
+    """Waveforms to probabilities: the per-clip images, then DenseNet-201 in eval mode.
+
+    `mixed`: the network under `torch.autocast` (bfloat16 on a CPU, float16 on a GPU),
+    what a user of the paper's float32 code gets by turning autocast on.
+    """
     import torch
 
     device = _device()
     network = _network(model, device).eval()
     image = image_function()
     waveforms = clips.waveforms(batch)
+    half = torch.float16 if device.type == "cuda" else torch.bfloat16
 
     def predict():
         images = torch.from_numpy(np.stack([image(clip) for clip in waveforms])).to(device)
-        with torch.no_grad():
-            probabilities = torch.softmax(network(images), dim=1)
+        with torch.no_grad(), torch.autocast(device.type, dtype=half, enabled=mixed):
+            probabilities = torch.softmax(network(images).float(), dim=1)
         _synchronize(device)
         return probabilities.cpu().numpy()
 
-    return Side(predict, batch, dict(_torch_facts(device), model=model))
+    return Side(predict, batch, dict(_torch_facts(device), model=model,
+                                     autocast=str(half).split(".")[-1] if mixed else None))

@@ -62,3 +62,20 @@ def test_the_reference_mel_filter_bank_is_the_frontends():
     keras_filters = keras.ops.convert_to_numpy(
         layer.linear_to_mel_weight_matrix(128, 2206, 44100, 0.0, 22050.0))
     np.testing.assert_allclose(torch_sides.mel_filter_bank(44100), keras_filters, atol=4e-3)
+
+
+def test_multiply_accumulates_counts_convolutions_and_dense_layers_by_hand():
+    import keras
+
+    from benchmarks import compute_floor
+
+    inputs = keras.Input((8, 10, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same")(inputs)  # 8*10*4 outputs, 3*3*3 each
+    x = keras.layers.DepthwiseConv2D(3, strides=2, padding="same")(x)  # 4*5*4, 3*3 each
+    x = keras.layers.Conv2D(6, 1, groups=2)(x)  # 4*5*6 outputs, 1*1*(4/2) each
+    nested = keras.Model(inputs, x)
+    outer_in = keras.Input((8, 10, 3))
+    y = keras.layers.GlobalAveragePooling2D()(nested(outer_in))
+    model = keras.Model(outer_in, keras.layers.Dense(7)(y))  # 6*7
+    assert compute_floor.multiply_accumulates(model) == (
+        8 * 10 * 4 * 27 + 4 * 5 * 4 * 9 + 4 * 5 * 6 * 2 + 6 * 7)
