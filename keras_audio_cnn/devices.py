@@ -15,6 +15,7 @@ logical CPUs), so XLA needs exactly one GPU.
 
 import contextlib
 import dataclasses
+import os
 
 import keras
 import tensorflow as tf
@@ -23,6 +24,10 @@ from keras_audio_cnn.errors import RunError
 
 # /proc/cpuinfo flags of CPUs with bfloat16 arithmetic.
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+# oneDNN instruction-set limits (ONEDNN_MAX_CPU_ISA, e.g. to behave as an AVX2 CPU)
+# under which oneDNN has no bfloat16 convolution: it then fails to create one.
+_ISAS_WITHOUT_BF16 = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE",
+                      "AVX512_CORE_VNNI")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,11 +59,13 @@ def cpu_flags(path="/proc/cpuinfo"):
     return set()
 
 
-def detect():
-    """The devices of this process: visible GPUs, and bfloat16 support of the CPU."""
+def detect(environ=os.environ):
+    """The devices of this process: visible GPUs, and bfloat16 support of the CPU (its
+    flags, unless `ONEDNN_MAX_CPU_ISA` keeps oneDNN below its bfloat16 instructions)."""
+    limit = (environ.get("ONEDNN_MAX_CPU_ISA") or environ.get("DNNL_MAX_CPU_ISA") or "").upper()
     return Devices(
         num_gpus=len(tf.config.list_physical_devices("GPU")),
-        cpu_bf16=bool(cpu_flags() & set(BF16_CPU_FLAGS)),
+        cpu_bf16=bool(cpu_flags() & set(BF16_CPU_FLAGS)) and limit not in _ISAS_WITHOUT_BF16,
     )
 
 
@@ -87,7 +94,8 @@ def resolve(precision, jit_compile, devices, deterministic=False):
         note = (
             "--precision=mixed: computing in float32, because this machine has no GPU "
             f"and its CPU has no bfloat16 instructions ({' or '.join(BF16_CPU_FLAGS)} in "
-            "/proc/cpuinfo), so bfloat16 would be emulated in software"
+            "/proc/cpuinfo, and ONEDNN_MAX_CPU_ISA not below them), so bfloat16 would be "
+            "emulated in software"
         )
     if jit_compile == "auto":
         jit = devices.num_gpus == 1 and not deterministic

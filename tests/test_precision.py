@@ -51,6 +51,20 @@ def test_mixed_precision_follows_the_device():
     assert devices.resolve("mixed", "auto", BF16_CPU).note is None
 
 
+def test_a_onednn_limit_below_bfloat16_means_no_bfloat16(monkeypatch):
+    """ONEDNN_MAX_CPU_ISA=AVX2 on a bfloat16 CPU: oneDNN has no bfloat16 convolution
+    then (it fails to create one), so --precision=mixed computes in float32."""
+    monkeypatch.setattr(devices, "cpu_flags", lambda: {"avx2", "avx512f", "avx512_bf16"})
+    assert devices.detect({}).cpu_bf16
+    assert devices.detect({"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16"}).cpu_bf16
+    assert devices.detect({"ONEDNN_MAX_CPU_ISA": "ALL"}).cpu_bf16
+    for limit in ("AVX2", "avx512_core", "AVX512_CORE_VNNI"):
+        assert not devices.detect({"ONEDNN_MAX_CPU_ISA": limit}).cpu_bf16
+    assert not devices.detect({"DNNL_MAX_CPU_ISA": "AVX2"}).cpu_bf16
+    monkeypatch.setattr(devices, "cpu_flags", lambda: {"avx2"})
+    assert not devices.detect({}).cpu_bf16
+
+
 def test_jit_compile_auto_is_on_for_one_gpu_only_and_never_under_determinism():
     assert devices.resolve("float32", "auto", GPU).jit_compile is True
     assert devices.resolve("float32", "auto", TWO_GPUS).jit_compile is False
