@@ -25,7 +25,7 @@ flags.DEFINE_integer("top_k", 3, "Classes shown per file in the table.", lower_b
 flags.DEFINE_enum("format", "table", ["table", "csv", "json"], "table (for people), csv or json.")
 flags.DEFINE_string("output", None, "Write to this file (atomically) instead of stdout.")
 flags.DEFINE_integer("batch_size", 32, "Windows per model call.", lower_bound=1)
-flags.DEFINE_enum("precision", "float32", ["float32", "mixed"],
+flags.DEFINE_enum("precision", "float32", ["float32", "mixed"],  # ensemble.PRECISIONS
                   "float32 (as the models were saved), or mixed: the backbones compute in "
                   "bfloat16 on CPUs with bfloat16 instructions (AVX512_BF16 or AMX) and in "
                   "float16 on GPUs, float32 elsewhere; faster there, probabilities slightly "

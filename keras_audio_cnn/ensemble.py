@@ -15,8 +15,10 @@ import numpy as np
 import tensorflow as tf
 
 from keras_audio_cnn import devices, fused_batch_norm, model as model_lib, rundir
-from keras_audio_cnn.errors import PredictionError, one_line
+from keras_audio_cnn.errors import ConfigError, PredictionError, one_line
 
+# load_ensemble's precisions: train.py's --precision choices.
+PRECISIONS = ("float32", "mixed")
 # What a finished model records about its input and output (docs/run_directory.md).
 _DESCRIPTION = ("class_names", "sample_rate", "num_samples")
 
@@ -78,10 +80,13 @@ def load_ensemble(model_dirs, log=print, precision="float32"):
     `log`): faster there, with probabilities slightly off float32's.
 
     Raises:
+      ConfigError: a precision other than "float32" and "mixed".
       RunDirError: a directory that does not exist or holds no train.py run.
       PredictionError: no finished model, models of other classes, sample rates or
         clip lengths, or a `model.keras` that cannot be loaded.
     """
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision {precision!r}: use one of {', '.join(PRECISIONS)}")
     model_dirs = [model_dirs] if isinstance(model_dirs, str) else list(model_dirs)
     members = []
     for model_dir in model_dirs:

@@ -187,8 +187,8 @@ def compute_per_clip(layer):
 
     def call(inputs):
         inputs = tf.convert_to_tensor(inputs)
-        return tf.map_fn(kernel, inputs, fn_output_signature=tf.dtypes.as_dtype(layer.compute_dtype),
-                         parallel_iterations=1)
+        return tf.map_fn(kernel, inputs, parallel_iterations=1,
+                         fn_output_signature=tf.dtypes.as_dtype(layer.compute_dtype))
 
     layer.call = call
     setattr(layer, _PER_CLIP, True)
@@ -216,8 +216,8 @@ def _clip_kernel(layer):
     of whose entries are zero (each band is a triangle over a few FFT bins). Here the
     frames are only the window's samples, padded with zeros; the power is the squared
     real and imaginary parts; and each group of bands multiplies only the FFT bins
-    under it. Each frame given to the FFT holds Keras's values at Keras's
-    places, so the spectra are the same. None for settings other than this frontend's (Hann
+    under it. Each frame given to the FFT holds Keras's values at Keras's places, so
+    the spectra are the same. None for settings other than this frontend's (Hann
     window, power, dB, float32): those keep Keras's computation.
     """
     import tensorflow as tf

@@ -384,6 +384,7 @@ def test_mixed_precision_computes_the_backbones_in_half_precision_with_float32_l
     backbones compute in it and the probabilities stay close to float32's; elsewhere
     predict.py says it computes in float32 and gives float32's probabilities."""
     from keras_audio_cnn import devices, ensemble as ensemble_lib, model as model_lib
+    from keras_audio_cnn.errors import ConfigError
 
     found = devices.detect()
     notes = []
@@ -396,6 +397,9 @@ def test_mixed_precision_computes_the_backbones_in_half_precision_with_float32_l
     assert {layer.compute_dtype for layer in backbone.layers} == {half}
     assert mixed.models[0].get_layer("predictions").compute_dtype == "float32"
     assert any("computing in float32" in n for n in notes) == (half == "float32")
+
+    with pytest.raises(ConfigError, match="precision 'bfloat16': use one of float32, mixed"):
+        ensemble_lib.load_ensemble([trained["model_dir"]], precision="bfloat16")
 
     outputs = {}
     for precision in ("float32", "mixed"):
