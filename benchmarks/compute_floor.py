@@ -12,7 +12,6 @@ matrix product's rate, says whether the target can be reached in that precision.
 """
 
 import os
-import statistics
 import time
 
 from absl import app, flags
@@ -45,13 +44,18 @@ def multiply_accumulates(model):
 
 
 def _median_rate(work, amount, trials):
-    work()  # warm-up: tracing, allocation
+    """(median, min, max) of `amount / seconds` over `trials` calls of `work`, after one
+    untimed call (tracing, allocation)."""
+    from benchmarks import common
+
+    work()
     rates = []
     for _ in range(trials):
         start = time.perf_counter()
         work()
         rates.append(amount / (time.perf_counter() - start))
-    return statistics.median(rates), min(rates), max(rates)
+    stats = common.summarize(rates)
+    return stats["median"], stats["min"], stats["max"]
 
 
 def main(argv):

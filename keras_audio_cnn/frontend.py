@@ -248,15 +248,15 @@ def _clip_kernel(layer):
 
     def kernel(clip):
         padded = tf.pad(clip, [[fft // 2, fft // 2]], mode="REFLECT")
-        frames = 1 + (tf.shape(padded)[0] - fft) // hop
+        count = 1 + (tf.shape(padded)[0] - fft) // hop  # Keras's frames (`spectrogram_frames`)
         if past_end:
             padded = tf.pad(padded, [[0, past_end]])
-        frames = tf.signal.frame(padded[offset:offset + (frames - 1) * hop + length],
-                                 length, hop)
+        windowed = tf.signal.frame(padded[offset:offset + (count - 1) * hop + length],
+                                   length, hop) * hann
+        if kept < length:
+            windowed = windowed[:, :kept]
         # The frame Keras transforms, the same values at the same places.
-        windowed = frames * hann if kept == length else (frames * hann)[:, :kept]
-        frames = tf.pad(windowed, [[0, 0], [offset, fft - offset - kept]])
-        spectrum = tf.signal.rfft(frames)
+        spectrum = tf.signal.rfft(tf.pad(windowed, [[0, 0], [offset, fft - offset - kept]]))
         power = tf.square(tf.math.real(spectrum)) + tf.square(tf.math.imag(spectrum))
         mel = tf.concat([tf.matmul(power[:, low:high], bands) for low, high, bands in products],
                         axis=-1)
