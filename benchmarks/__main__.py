@@ -18,7 +18,6 @@ each side's log is in --work_dir/logs.
 import importlib.util
 import json
 import os
-import subprocess
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -27,6 +26,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
 
 from absl import app, flags  # noqa: E402
+
+from benchmarks import common  # noqa: E402  (no TensorFlow at import)
 
 BENCHMARKS = ("frontend", "train_step", "inference", "preparation", "pipeline", "memory")
 # Trials per side, each at least this long (s), per benchmark.
@@ -66,27 +67,12 @@ FLAGS = flags.FLAGS
 SIDES_TF, SIDES_TORCH = "benchmarks.sides", "benchmarks.torch_sides"
 
 
-def _probe(python, code, env=None):
-    """The last line `python -c code` prints, or None if it fails."""
-    result = subprocess.run([python, "-c", code], capture_output=True, text=True, env=env)
-    lines = result.stdout.strip().splitlines()
-    return lines[-1] if result.returncode == 0 and lines else None
-
-
 def _plain_env(onednn=None):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     env.pop("TF_ENABLE_ONEDNN_OPTS", None)
     if onednn:
         env["TF_ENABLE_ONEDNN_OPTS"] = "1"
     return env
-
-
-def _torch_missing(python):
-    found = _probe(python, "import torch, torchvision; print(torch.__version__)")
-    if found:
-        return None
-    return (f"not measured: torch and torchvision do not import in {python} "
-            "(pip install -e \".[bench]\", or --torch_python=PATH)")
 
 
 def _litert_sides(backbone):
@@ -104,8 +90,8 @@ def _plain_keras_sides(benchmark, backbone, log):
     """plain Keras with TensorFlow's defaults; with oneDNN forced on too where the default is off."""
     target = f"{SIDES_TF}:plain_{'train' if benchmark == 'train_step' else 'inference'}"
     sides = [("plain_keras", target, {"backbone": backbone}, None, _plain_env())]
-    default = _probe(sys.executable, "from tensorflow.python.util import _pywrap_util_port as p; "
-                     "print(p.IsMklEnabled())", env=_plain_env())
+    default = common.probe(sys.executable, "from tensorflow.python.util import "
+                           "_pywrap_util_port as p; print(p.IsMklEnabled())", env=_plain_env())
     if default == "False" and benchmark == "train_step":
         log("  TensorFlow leaves oneDNN off by default on this CPU: plain Keras is measured "
             "with TF_ENABLE_ONEDNN_OPTS=1 too")
@@ -121,7 +107,7 @@ def timed_benchmark(name, sides, trials, seconds, log_dir, log):
     `(side name, None, note)` for a side that cannot run here. Returns
     `({side: summary dict}, load (before, after))`.
     """
-    from benchmarks import common, harness
+    from benchmarks import harness
 
     results, workers = {}, []
     try:
@@ -159,8 +145,6 @@ def timed_benchmark(name, sides, trials, seconds, log_dir, log):
 
 
 def _side_row(benchmark, side, what, unit, result, load, **kwargs):
-    from benchmarks import common
-
     if "stats" not in result:
         return common.row(benchmark, side, what, unit, note=result["note"], load=load)
     return common.row(benchmark, side, what, unit, stats=result["stats"],
@@ -231,8 +215,6 @@ def train_rows(results, load, backbone, batch, torch_model):
         results.get("reference", {}), load,
         note="the paper's code trains from pickled images: no frontend in its step"))
     if wait is not None:
-        from benchmarks import common
-
         rows.append(common.row("3 input pipeline", "ours", f"share of {backbone} training-step "
                                "time spent waiting for train.py's input pipeline", "%",
                                value=100 * wait, note=f"batch {batch}, 6 steps, after the trials"))
@@ -288,9 +270,15 @@ def main(argv):
     if unknown:
         sys.exit(f"benchmarks: error: unknown benchmark {unknown[0]!r}; "
                  f"choose from {', '.join(BENCHMARKS)}")
+    timed = bool({"frontend", "train_step", "inference"} & set(only))
+    gpus = common.tensorflow_gpus() if timed or FLAGS.preset == "gpu" else 0
+    if FLAGS.preset == "gpu" and not gpus:
+        sys.exit("benchmarks: error: --preset=gpu, but TensorFlow sees no GPU here (check "
+                 "CUDA_VISIBLE_DEVICES and the driver with nvidia-smi); on a CPU run the "
+                 "default preset")
     backbone = FLAGS.backbone or preset["backbone"]
     seconds = {name: FLAGS.seconds or preset["seconds"].get(name, 5) for name in BENCHMARKS}
-    from benchmarks import common, sides
+    from benchmarks import sides
 
     log_dir = os.path.join(FLAGS.work_dir, "logs")
     os.makedirs(log_dir, exist_ok=True)
@@ -303,18 +291,22 @@ def main(argv):
         rows.extend(new_rows)
         print(common.format_table(new_rows), flush=True)
 
-    torch_missing = None
-    if {"frontend", "train_step", "inference"} & set(only):
-        torch_missing = _torch_missing(FLAGS.torch_python)
-        if torch_missing:
-            log(f"PyTorch sides: {torch_missing}")
+    torch_missing = torch_no_cuda = None
+    # The reference's network on the project's kind of device: on the GPU where
+    # TensorFlow has one, else on the CPU (also where only torch sees a GPU).
+    torch_env = None if gpus else dict(os.environ, CUDA_VISIBLE_DEVICES="")
+    if timed:
+        torch_missing, torch_no_cuda = common.torch_notes(FLAGS.torch_python, need_cuda=bool(gpus))
+        for note in (torch_missing, torch_no_cuda):
+            if note:
+                log(f"PyTorch sides: {note}")
 
     def torch_side(target, name="reference", **options):
-        if torch_missing:
-            return (name, None, torch_missing)
+        if torch_missing or (torch_no_cuda and target != "reference_frontend"):
+            return (name, None, torch_missing or torch_no_cuda)
         if target != "reference_frontend":
             options["model"] = preset["torch_model"]
-        return (name, f"{SIDES_TORCH}:{target}", options, FLAGS.torch_python, None)
+        return (name, f"{SIDES_TORCH}:{target}", options, FLAGS.torch_python, torch_env)
 
     load = common.load_average()
     if load and load[0] > 0.25 * len(os.sched_getaffinity(0)):

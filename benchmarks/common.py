@@ -58,6 +58,38 @@ def directory_bytes(path):
                for root, _, names in os.walk(path) for name in names)
 
 
+def probe(python, code, env=None):
+    """The last line `python -c code` prints, or None if it fails."""
+    result = subprocess.run([python, "-c", code], capture_output=True, text=True, env=env)
+    lines = result.stdout.strip().splitlines()
+    return lines[-1] if result.returncode == 0 and lines else None
+
+
+def torch_notes(python, need_cuda):
+    """Why the PyTorch sides cannot run under `python`, as `(all sides, sides on the
+    GPU)`: None where they can. With `need_cuda` (TensorFlow sees a GPU) a torch that
+    sees no CUDA GPU would time the reference on the CPU against the project on the
+    GPU, so its network sides are not measured (its per-clip frontend runs on the
+    CPU anyway, as in the paper's preprocessing)."""
+    found = probe(python, "import torch, torchvision; "
+                  "print(torch.__version__, torch.cuda.is_available())")
+    if not found:
+        return (f"not measured: torch and torchvision do not import in {python} "
+                "(pip install -e \".[bench]\", or --torch_python=PATH)"), None
+    version, cuda = found.rsplit(" ", 1)
+    if need_cuda and cuda != "True":
+        return None, (f"not measured: torch {version} in {python} sees no CUDA GPU, so the "
+                      "reference would run on the CPU (install a CUDA build of torch there)")
+    return None, None
+
+
+def tensorflow_gpus(python=sys.executable):
+    """How many GPUs TensorFlow sees under `python` (None if it does not import)."""
+    found = probe(python, "import tensorflow as tf; "
+                  "print(len(tf.config.list_physical_devices('GPU')))")
+    return None if found is None else int(found)
+
+
 def cpu_model():
     try:
         with open("/proc/cpuinfo") as f:

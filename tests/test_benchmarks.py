@@ -3,6 +3,10 @@
 No speed is asserted here: speeds live in `python -m benchmarks`.
 """
 
+import os
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
@@ -10,6 +14,7 @@ import pytest
 from benchmarks import common, harness, torch_sides
 
 TINY_SIDE = "tests.bench_helpers:tiny_side"
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_summarize_gives_median_range_and_flags_a_wide_spread():
@@ -79,3 +84,38 @@ def test_multiply_accumulates_counts_convolutions_and_dense_layers_by_hand():
     model = keras.Model(outer_in, keras.layers.Dense(7)(y))  # 6*7
     assert compute_floor.multiply_accumulates(model) == (
         8 * 10 * 4 * 27 + 4 * 5 * 4 * 9 + 4 * 5 * 6 * 2 + 6 * 7)
+
+
+def _fake_python(path, script):
+    path.write_text("#!/bin/sh\n" + script + "\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_the_reference_network_runs_on_the_projects_kind_of_device_or_is_not_measured(tmp_path):
+    # An interpreter whose torch imports but sees no CUDA GPU (a CPU build, a driver
+    # mismatch): beside a project on the GPU, its network sides would time a CPU.
+    cpu_torch = _fake_python(tmp_path / "cpu_torch", 'echo "2.14.1 False"')
+    missing, no_cuda = common.torch_notes(cpu_torch, need_cuda=True)
+    assert missing is None
+    assert no_cuda.startswith("not measured: torch 2.14.1 in ") and "sees no CUDA GPU" in no_cuda
+    assert common.torch_notes(cpu_torch, need_cuda=False) == (None, None)
+    gpu_torch = _fake_python(tmp_path / "gpu_torch", 'echo "2.14.1+cu128 True"')
+    assert common.torch_notes(gpu_torch, need_cuda=True) == (None, None)
+    broken = _fake_python(tmp_path / "no_torch", "exit 1")
+    missing, no_cuda = common.torch_notes(broken, need_cuda=True)
+    assert "torch and torchvision do not import in" in missing and no_cuda is None
+
+
+def test_the_gpu_preset_without_a_gpu_is_refused_in_one_line_before_anything_is_written(
+        tmp_path):
+    work, output = tmp_path / "work", tmp_path / "results.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--preset=gpu", f"--work_dir={work}",
+         f"--output={output}"], capture_output=True, text=True, cwd=ROOT, timeout=300,
+        env=dict(os.environ, CUDA_VISIBLE_DEVICES=""))
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [
+        "benchmarks: error: --preset=gpu, but TensorFlow sees no GPU here (check "
+        "CUDA_VISIBLE_DEVICES and the driver with nvidia-smi); on a CPU run the default preset"]
+    assert result.stdout == "" and not work.exists() and not output.exists()
