@@ -119,3 +119,37 @@ def test_the_gpu_preset_without_a_gpu_is_refused_in_one_line_before_anything_is_
         "benchmarks: error: --preset=gpu, but TensorFlow sees no GPU here (check "
         "CUDA_VISIBLE_DEVICES and the driver with nvidia-smi); on a CPU run the default preset"]
     assert result.stdout == "" and not work.exists() and not output.exists()
+
+
+def test_the_benchmark_command_prints_and_writes_its_table(tmp_path):
+    # The whole command on its shortest benchmark: side processes, interleaved trials,
+    # the reference image check, the rows and the JSON beside them. Its speeds are not
+    # asserted (no timed tests), only that each side was timed as asked.
+    work, output = tmp_path / "work", tmp_path / "results.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--preset=smoke", "--only=frontend", "--trials=2",
+         "--seconds=0.2", f"--work_dir={work}", f"--output={output}"],
+        capture_output=True, text=True, cwd=ROOT, timeout=600,
+        env=dict(os.environ, CUDA_VISIBLE_DEVICES=""))
+    assert result.returncode == 0, result.stderr[-2000:]
+    import json
+
+    written = json.loads(output.read_text())
+    assert written["preset"] == "smoke" and written["machine"]["gpus"] == "none"
+    rows = {row["side"]: row for row in written["rows"]}
+    assert set(rows) == {"ours", "fft_floor", "reference"}
+    for side in ("ours", "fft_floor"):
+        stats = rows[side]["stats"]
+        assert stats["trials"] == 2 and 0 < stats["min"] <= stats["median"] <= stats["max"]
+        assert rows[side]["trial_seconds"] >= 0.2
+    ours = rows["ours"]
+    assert ours["ratio"] == pytest.approx(ours["stats"]["median"]
+                                          / rows["fft_floor"]["stats"]["median"])
+    assert ours["met"] == (ours["stats"]["median"] >= 90)  # the image check passed: <= 0.1 dB
+    info = written["sides"]["frontend"]["ours"]["info"]
+    assert info["max_db_difference"] <= 0.1 and info["per_clip_frontend"]
+    if rows["reference"]["stats"] is None:  # torch is an optional extra
+        assert rows["reference"]["note"].startswith("not measured: torch and torchvision")
+    assert (work / "logs" / "frontend.ours.log").exists()
+    table = result.stdout[result.stdout.index("Measured on: "):]
+    assert "| 1 frontend | ours: " in table and f"Wrote {output}" in table
