@@ -39,11 +39,14 @@ The layer here is for conversion (TFLite, ONNX): trained models keep the Keras
 frontend, and `portable_model` swaps it for this one with the same weights.
 """
 
+import warnings
+
 import keras
 import numpy as np
 import tensorflow as tf
 
 from keras_audio_cnn import frontend
+from keras_audio_cnn.errors import PredictionError
 
 
 def _ceil_div(a, b):
@@ -188,9 +191,11 @@ class PortableLogMelImage(keras.layers.Layer):
         plans = _DftPlan.shared(
             self.fft_length, [(window, time) for window, _, time in settings], dense
         )
-        # Shared by the channels (one constant each in the converted graph).
-        self.second = None if plans[0].dense else plans[0].second_matrices().astype("float32")
-        self.mel = _mel_matrix(sample_rate, plans[0]).astype("float32")
+        # Shared by the channels (one constant each in the converted graph). Every
+        # constant is stored transposed and multiplies from the left (see `call`).
+        self.second_t = None if plans[0].dense else (
+            plans[0].second_matrices().transpose(0, 2, 1).astype("float32"))
+        self.mel_t = _mel_matrix(sample_rate, plans[0]).T.astype("float32")
         self.channels = []
         for plan, (window, hop, time) in zip(plans, settings):
             segment = plan.rows * plan.n2
@@ -208,8 +213,8 @@ class PortableLogMelImage(keras.layers.Layer):
                     segment=segment,
                     shifts=_ceil_div(segment, hop),
                     window=window_in_frame[start : start + segment],
-                    first=plan.first_matrix().astype("float32"),
-                    resize=frontend.resize_matrix(time, self.frames),
+                    first_t=plan.first_matrix().T.astype("float32"),
+                    resize_t=np.ascontiguousarray(frontend.resize_matrix(time, self.frames).T),
                 )
             )
         self.bands = bands
@@ -228,42 +233,52 @@ class PortableLogMelImage(keras.layers.Layer):
         )
         return keras.ops.reshape(frames[:, :, : channel["segment"]], (-1, channel["segment"]))
 
-    def _power(self, frames, channel, second):
-        """`[batch * time, bins]`: |DFT|^2 of windowed frames, in the plan's layout."""
-        plan = channel["plan"]
-        frames = keras.ops.reshape(frames * channel["window"], (-1, plan.rows, plan.n2))
-        # Step 3: n1-point DFTs over the rows, non-negative frequencies j only.
-        first = keras.ops.matmul(keras.ops.transpose(frames, (0, 2, 1)), channel["first"])
-        if plan.dense:  # [batch * time, 1, 2 j]: (Re, Im) of the bins
-            spectrum = keras.ops.square(keras.ops.reshape(first, (-1, 2 * plan.j)))
+    def _power(self, frames, channel, second_t):
+        """`[batch, bins, time]`: |DFT|^2 of windowed frames, in the plan's layout."""
+        plan, time = channel["plan"], channel["time"]
+        frames = frames * channel["window"]
+        if plan.dense:  # n2 = 1: one DFT of each frame, [batch, 2 j, time]: (Re, Im)
+            frames = keras.ops.transpose(keras.ops.reshape(frames, (-1, time, plan.rows)),
+                                         (0, 2, 1))
+            spectrum = keras.ops.square(keras.ops.matmul(channel["first_t"], frames))
             return spectrum[:, : plan.j] + spectrum[:, plan.j :]
-        # [batch * time, n2, 2 j] -> [j, batch * time, 2 n2]
-        first = keras.ops.reshape(first, (-1, plan.n2, 2, plan.j))
+        # Step 3: n1-point DFTs over the rows, non-negative frequencies j only, as
+        # one product: [rows, batch * time * n2] -> [2 j, batch * time * n2].
+        frames = keras.ops.transpose(keras.ops.reshape(frames, (-1, plan.rows, plan.n2)),
+                                     (1, 0, 2))
+        first = keras.ops.matmul(channel["first_t"],
+                                 keras.ops.reshape(frames, (1, plan.rows, -1)))
+        # [2, j, batch * time, n2] -> [j, 2 n2, batch * time]
+        first = keras.ops.reshape(first, (2, plan.j, -1, plan.n2))
         first = keras.ops.reshape(
-            keras.ops.transpose(first, (3, 0, 2, 1)), (plan.j, -1, 2 * plan.n2)
+            keras.ops.transpose(first, (1, 0, 3, 2)), (plan.j, 2 * plan.n2, -1)
         )
-        # Step 4: [j, batch * time, 4 k2]: Re of 2 k2 bins, then their Im.
-        spectrum = keras.ops.square(keras.ops.matmul(first, second))
-        power = spectrum[:, :, : 2 * plan.k2] + spectrum[:, :, 2 * plan.k2 :]
-        return keras.ops.reshape(keras.ops.transpose(power, (1, 0, 2)), (-1, plan.bins))
+        # Step 4: [j, 4 k2, batch * time]: Re of 2 k2 bins, then their Im.
+        spectrum = keras.ops.square(keras.ops.matmul(second_t, first))
+        power = spectrum[:, : 2 * plan.k2] + spectrum[:, 2 * plan.k2 :]
+        power = keras.ops.reshape(power, (plan.bins, -1, time))
+        return keras.ops.transpose(power, (1, 0, 2))
 
     def call(self, waveforms):
+        # Each constant matrix is the left operand of a batched product: converters
+        # store the right operand of a matrix product (a fully connected layer's
+        # weights) as int8 when quantizing, which would wreck an 80 dB image.
         waveforms = keras.ops.cast(waveforms, "float32")
         half_fft = self.fft_length // 2
         padded = keras.ops.pad(waveforms, [[0, 0], [half_fft, half_fft]], mode="reflect")
         # One tensor per shared constant, so the converted graph holds it once.
-        second = None if self.second is None else keras.ops.convert_to_tensor(self.second)
-        mel_matrix = keras.ops.convert_to_tensor(self.mel)
+        second_t = None if self.second_t is None else keras.ops.convert_to_tensor(self.second_t)
+        mel_t = keras.ops.convert_to_tensor(self.mel_t)
         images = []
         for channel in self.channels:
-            power = self._power(self._frames(padded, channel), channel, second)
-            mel = keras.ops.matmul(power, mel_matrix)  # [batch * time, bands]
+            power = self._power(self._frames(padded, channel), channel, second_t)
+            mel = keras.ops.matmul(mel_t, power)  # [batch, bands, time]
             decibels = 10.0 * keras.ops.log10(keras.ops.maximum(mel, frontend.MIN_POWER))
-            decibels = keras.ops.reshape(decibels, (-1, channel["time"], self.bands))
-            # [batch, bands, time] @ [time, frames], as the frontend's Dense does.
-            image = keras.ops.matmul(keras.ops.transpose(decibels, (0, 2, 1)), channel["resize"])
-            images.append(keras.ops.expand_dims(image, -1))
-        return keras.ops.concatenate(images, axis=-1)
+            # [frames, time] @ [batch, time, bands], as the frontend's Dense resizes.
+            images.append(keras.ops.matmul(channel["resize_t"],
+                                           keras.ops.transpose(decibels, (0, 2, 1))))
+        # [batch, frames, bands, 3] -> [batch, bands, frames, 3]
+        return keras.ops.transpose(keras.ops.stack(images, axis=-1), (0, 2, 1, 3))
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.bands, self.frames, len(self.channels))
@@ -322,24 +337,93 @@ def _inference_function(model, batch_size):
     return function.get_concrete_function(signature)
 
 
+_QUANTIZED = (np.dtype("int8"), np.dtype("uint8"), np.dtype("int16"))
+
+
+def _frontend_layers(model):
+    """`model`'s `PortableLogMelImage` layers (nested models too)."""
+    found = []
+    for layer in model.layers:
+        if isinstance(layer, PortableLogMelImage):
+            found.append(layer)
+        elif isinstance(layer, keras.Model):
+            found.extend(_frontend_layers(layer))
+    return found
+
+
+def _frontend_tensors(content, layers):
+    """The tensors of a `.tflite` flatbuffer that `layers` compute, as
+    `(name, dtype, is the layer's output image)`.
+
+    A tensor's name is its ops' scope path (fused ops join theirs with ";");
+    Keras numbers a layer's scope (`portable_logmel_image_1`)."""
+    scopes = [layer.name for layer in layers]
+    images = {tuple(layer.compute_output_shape((None, layer.num_samples))[1:])
+              for layer in layers}
+    with warnings.catch_warnings():  # tf.lite.Interpreter is deprecated; it reads names
+        warnings.simplefilter("ignore", UserWarning)
+        details = tf.lite.Interpreter(model_content=content).get_tensor_details()
+    found = []
+    for detail in details:
+        parts = {part for name in detail["name"].split(";") for part in name.split("/")}
+        if any(part == scope or part.startswith(f"{scope}_") for scope in scopes
+               for part in parts):
+            found.append((detail["name"], np.dtype(detail["dtype"]),
+                          tuple(detail["shape"][1:]) in images))
+    return found
+
+
 def to_tflite(model, batch_size=1, quantize="none", representative=None):
     """Converts a (portable) waveform model to a `.tflite` flatbuffer, builtin ops only.
 
     `quantize`: "none"; "dynamic" (weights stored as int8, computed in float);
     "int8" (weights and, where the op allows, activations in int8, calibrated on
     `representative()`, a generator of `[waveforms]` batches; float elsewhere).
+    Either quantizes the classifier only: the frontend stays float32 (its image
+    spans 80 dB, which 8 bits cannot hold; quantized, it gave chance accuracy),
+    only its output image is quantized where the first convolution takes int8.
     """
     concrete = _inference_function(model, batch_size)
-    # Not `from_concrete_functions([concrete], model)`: with the Keras 3 model as
-    # its trackable object, TF 2.21 froze garbage into BatchNorm constants (NaN
-    # outputs of MobileNetV3Small, values off by 1e18 for one Conv2D+BatchNorm).
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete])
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    if quantize != "none":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if quantize == "int8":
-        converter.representative_dataset = representative
-    return converter.convert()
+
+    def converter():
+        # Not `from_concrete_functions([concrete], model)`: with the Keras 3 model as
+        # its trackable object, TF 2.21 froze garbage into BatchNorm constants (NaN
+        # outputs of MobileNetV3Small, values off by 1e18 for one Conv2D+BatchNorm).
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete])
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        return converter
+
+    if quantize == "none":
+        return converter().convert()
+    layers = _frontend_layers(model)
+    if quantize == "dynamic":
+        # The frontend's constants are the left operands of its products, which
+        # the dynamic-range quantizer leaves in float (it quantizes weights).
+        quantized = converter()
+        quantized.optimizations = [tf.lite.Optimize.DEFAULT]
+        content = quantized.convert()
+    else:
+        # Selective quantization (TFLite's quantization debugger): the frontend's
+        # ops are left out by the names of their outputs in the float model.
+        names = [name for name, _, _ in _frontend_tensors(converter().convert(), layers)]
+        quantized = converter()
+        quantized.optimizations = [tf.lite.Optimize.DEFAULT]
+        quantized.representative_dataset = representative
+        debugger = tf.lite.experimental.QuantizationDebugger(
+            converter=quantized, debug_dataset=representative,
+            debug_options=tf.lite.experimental.QuantizationDebugOptions(
+                denylisted_nodes=names))
+        content = debugger.get_nondebug_quantized_model()
+    # Only the image may be quantized, as the first convolution's int8 input.
+    quantized_frontend = [name for name, dtype, image in _frontend_tensors(content, layers)
+                          if dtype in _QUANTIZED and not image]
+    if quantized_frontend:
+        raise PredictionError(
+            f"the {quantize} .tflite quantized {len(quantized_frontend)} frontend tensors "
+            f"(first {quantized_frontend[0]!r}), which would wreck its images; nothing was "
+            f"written: TensorFlow {tf.__version__}'s converter quantizes otherwise than 2.21's "
+            "(tested); export without --quantize")
+    return content
 
 
 def to_onnx(model, opset=17):
