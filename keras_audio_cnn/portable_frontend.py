@@ -385,29 +385,29 @@ def to_tflite(model, batch_size=1, quantize="none", representative=None):
     """
     concrete = _inference_function(model, batch_size)
 
-    def converter():
+    def converter(optimize=True):
         # Not `from_concrete_functions([concrete], model)`: with the Keras 3 model as
         # its trackable object, TF 2.21 froze garbage into BatchNorm constants (NaN
         # outputs of MobileNetV3Small, values off by 1e18 for one Conv2D+BatchNorm).
         converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete])
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        if optimize:
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
         return converter
 
     if quantize == "none":
-        return converter().convert()
+        return converter(optimize=False).convert()
     layers = _frontend_layers(model)
     if quantize == "dynamic":
         # The frontend's constants are the left operands of its products, which
         # the dynamic-range quantizer leaves in float (it quantizes weights).
-        quantized = converter()
-        quantized.optimizations = [tf.lite.Optimize.DEFAULT]
-        content = quantized.convert()
+        content = converter().convert()
     else:
         # Selective quantization (TFLite's quantization debugger): the frontend's
         # ops are left out by the names of their outputs in the float model.
-        names = [name for name, _, _ in _frontend_tensors(converter().convert(), layers)]
+        float_content = converter(optimize=False).convert()
+        names = [name for name, _, _ in _frontend_tensors(float_content, layers)]
         quantized = converter()
-        quantized.optimizations = [tf.lite.Optimize.DEFAULT]
         quantized.representative_dataset = representative
         debugger = tf.lite.experimental.QuantizationDebugger(
             converter=quantized, debug_dataset=representative,

@@ -3,6 +3,7 @@
 No speed is asserted here: speeds live in `python -m benchmarks`.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -132,8 +133,6 @@ def test_the_benchmark_command_prints_and_writes_its_table(tmp_path):
         capture_output=True, text=True, cwd=ROOT, timeout=600,
         env=dict(os.environ, CUDA_VISIBLE_DEVICES=""))
     assert result.returncode == 0, result.stderr[-2000:]
-    import json
-
     written = json.loads(output.read_text())
     assert written["preset"] == "smoke" and written["machine"]["gpus"] == "none"
     rows = {row["side"]: row for row in written["rows"]}
