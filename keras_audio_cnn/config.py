@@ -12,7 +12,11 @@ values, so a flag and its field can never disagree. A run records
 Defaults are the recipe of Palanisamy, Singhania and Yao (2020) and their code:
 Adam, learning rate 1e-4, weight decay 1e-3 (PyTorch's coupled L2), batch 32 on one
 GPU, 70 epochs, the learning rate times 0.1 every 30 epochs, the paper's pitch-shift
-and time-stretch augmentation.
+and time-stretch augmentation. The options whose default depends on the backbone's
+family (`backbones.RECIPE_OPTIONS`: weights, dropout, weight decay, the learning
+rate's decay, AMSGrad, the augmentation) default to None, which `TrainConfig` turns
+into the family's value (`backbones.Family.recipe`): a run records, and resumes
+with, the values it trained with.
 
 This module imports neither TensorFlow nor Keras (nor absl: `cli.define_flags` makes
 the flags), so flags parse in milliseconds.
@@ -23,6 +27,7 @@ import math
 import os
 import typing
 
+from keras_audio_cnn import backbones
 from keras_audio_cnn.errors import ConfigError
 
 CATALOG_PREFIX = "tfds:"
@@ -100,7 +105,8 @@ class DataConfig:
     audio_dir: str | None = option(
         None, "audio_folder: a folder with one sub-folder of audio files per class.")
     sample_rate: int | None = option(
-        None, "audio_folder: sample rate to resample to (default 22050).", valid=AT_LEAST_1)
+        None, "audio_folder: sample rate to resample to (default: the backbone's rate, "
+        "e.g. 32000 for panns_cnn14, else 22050).", valid=AT_LEAST_1)
     clip_seconds: float | None = option(
         None, "audio_folder: clip length (default: the longest file, at most 10 s).",
         valid=ABOVE_0)
@@ -112,21 +118,26 @@ class DataConfig:
 
 @dataclasses.dataclass
 class ModelConfig:
-    """The network: a keras.applications backbone behind the log-mel frontend."""
+    """The network: a backbone family's frontend, backbone and head (`backbones`)."""
 
-    backbone: str = option("DenseNet201", "A keras.applications model name.")
-    weights: str = option(
-        "imagenet", "imagenet, none, or a Keras weights file for the backbone.")
+    backbone: str = option("DenseNet201", f"The network: {backbones.names_text()}.")
+    weights: str | None = option(
+        None, "The backbone's weights: imagenet (ImageNet backbones' default), audioset "
+        "(PANNs' default: the official checkpoint, downloaded once and cached), none "
+        "(random), or a file: a Keras weights file of an ImageNet backbone, a PANNs .pth "
+        "checkpoint.")
     trainable: str = option(
         "all",
         "all: fine-tune everything; head: freeze the backbone; from:<block>: freeze the "
-        "backbone's layers before that block (e.g. from:conv4_block1 for DenseNet201).")
+        "backbone's layers before that block (e.g. from:conv4_block1 for DenseNet201, "
+        "from:conv_block4 for panns_cnn14).")
     reinit_from: str | None = option(
         None,
         "Re-initialise the backbone from this block on, keeping the (pretrained) layers "
         "before it.")
-    dropout: float = option(0.0, "Dropout before the output layer.",
-                            valid=Range(0, 1, high_open=True))
+    dropout: float | None = option(
+        None, "Dropout before the output layer (default: 0 for ImageNet backbones, 0.5 for "
+        "PANNs as in their transfer recipe).", valid=Range(0, 1, high_open=True))
 
 
 @dataclasses.dataclass
@@ -145,13 +156,18 @@ class OptimConfig:
         "(x replicas, Goyal et al. 2017), sqrt (x sqrt(replicas), Malladi et al. 2022 for "
         "Adam) or none.",
         choices=("linear", "sqrt", "none"))
-    weight_decay: float = option(
-        1e-3, "Coupled L2 weight decay (PyTorch Adam's weight_decay).", valid=AT_LEAST_0)
+    weight_decay: float | None = option(
+        None, "Coupled L2 weight decay (PyTorch Adam's weight_decay; default: 1e-3 for "
+        "ImageNet backbones, the paper's, 0 for PANNs).", valid=AT_LEAST_0)
     lr_decay_epochs: int = option(
         30, "Multiply the learning rate by --lr_decay_factor every this many epochs.",
         valid=AT_LEAST_1)
-    lr_decay_factor: float = option(0.1, "Step decay factor of the learning rate.",
-                                    valid=ABOVE_0)
+    lr_decay_factor: float | None = option(
+        None, "Step decay factor of the learning rate (default: 0.1 for ImageNet backbones, "
+        "1 (constant) for PANNs).", valid=ABOVE_0)
+    amsgrad: bool | None = option(
+        None, "Adam's AMSGrad variant (default: off for ImageNet backbones, on for PANNs, as "
+        "in their transfer recipe).")
     precise_bn: bool = option(
         True, "Re-estimate BatchNorm statistics over the training folds before evaluating.")
 
@@ -189,10 +205,12 @@ class TrainConfig:
     data: DataConfig = group(DataConfig)
     model: ModelConfig = group(ModelConfig)
     optim: OptimConfig = group(OptimConfig)
-    augment: tuple[str, ...] = option(
-        ("paper",),
+    augment: tuple[str, ...] | None = option(
+        None,
         "none, or a comma list of: paper (random pitch shift of -2..2 semitones and time "
-        "stretch 0.9..1.2 on a copy of every clip), specaugment (masks), mixup.",
+        "stretch 0.9..1.2), specaugment (time and frequency masks), mixup. ImageNet "
+        "backbones augment an added copy of every clip (default: paper); PANNs augment every "
+        "training clip (default: specaugment with their mask widths).",
         choices=(NO_AUGMENT, *AUGMENT_POLICIES))
     folds: tuple[int, ...] = option(
         (), "Folds to hold out, e.g. 1,3 (default: every fold); a rerun into the same "
@@ -226,6 +244,7 @@ class TrainConfig:
     ray: RayConfig = group(RayConfig)
 
     def __post_init__(self):
+        self._apply_recipe()
         self.augment = _policies(self.augment)
         self.folds = tuple(int(k) for k in self.folds)
         for name, field, value in options_of(self):
@@ -233,6 +252,14 @@ class TrainConfig:
                 message = problem(name, field, item)
                 if message:
                     raise ConfigError(message)
+
+    def _apply_recipe(self):
+        """Options left None take the default of the backbone's family."""
+        recipe = backbones.family_of(self.model.backbone).recipe
+        for group in (self, self.model, self.optim):
+            for field in dataclasses.fields(group):
+                if field.name in recipe and getattr(group, field.name) is None:
+                    setattr(group, field.name, recipe[field.name])
 
     def resolved_model_dir(self):
         """`--model_dir`, or `runs/<dataset>_<backbone>` by default."""
@@ -276,11 +303,18 @@ class TrainConfig:
                 for name in now if name in changing and now[name] != before[name]]
 
     def replace(self, **flag_values):
-        """A copy with some options changed, by flag name (`epochs=1`, `ray_address=...`)."""
+        """A copy with some options changed, by flag name (`epochs=1`, `ray_address=...`).
+
+        Another backbone brings its family's recipe defaults, except for the options given.
+        """
         unknown = sorted(set(flag_values) - set(self.to_flags()))
         if unknown:
             raise TypeError(f"no such option: {', '.join(unknown)}")
-        return TrainConfig.from_flags({**self.to_flags(), **flag_values})
+        values = self.to_flags()
+        if backbones.family_of(flag_values.get("backbone", self.model.backbone)) != \
+                backbones.family_of(self.model.backbone):
+            values = {k: v for k, v in values.items() if k not in backbones.RECIPE_OPTIONS}
+        return TrainConfig.from_flags({**values, **flag_values})
 
 
 def _is_group(field):
@@ -323,7 +357,21 @@ def recorded_value(field, value):
     return list(value) if isinstance(value, tuple) else value
 
 
+def _list_type(field):
+    """`tuple[...]` where the option takes a list (e.g. `tuple[str, ...] | None`), else None."""
+    for kind in (field.type, *typing.get_args(field.type)):
+        if typing.get_origin(kind) is tuple:
+            return kind
+    return None
+
+
+def is_list(field):
+    """Whether an option takes a comma-separated list (its values are tuples)."""
+    return _list_type(field) is not None
+
+
 def value_type(field):
     """The Python type of an option's values: str, int, float or bool (a tuple's elements)."""
-    args = [a for a in typing.get_args(field.type) if a is not type(None) and a is not Ellipsis]
-    return args[0] if args else field.type
+    kind = _list_type(field) or field.type
+    args = [a for a in typing.get_args(kind) if a is not type(None) and a is not Ellipsis]
+    return args[0] if args else kind

@@ -48,7 +48,7 @@ def test_weights_that_are_not_a_weights_file_are_refused_before_any_data_work(
 
 
 def test_weights_of_another_architecture_are_one_line():
-    from keras_audio_cnn import model as model_lib
+    from keras_audio_cnn.backbones import imagenet
     from keras_audio_cnn.errors import ModelConfigError
 
     import keras
@@ -57,7 +57,7 @@ def test_weights_of_another_architecture_are_one_line():
     keras.applications.VGG16(include_top=False, weights=None,
                              input_shape=(32, 32, 3)).save_weights(path)
     with pytest.raises(ModelConfigError, match="does not fit MobileNetV3Small without its top"):
-        model_lib.build_backbone("MobileNetV3Small", (128, 128, 3), weights=path)
+        imagenet.build_backbone("MobileNetV3Small", (128, 128, 3), weights=path)
     assert h5py.is_hdf5(path)
     os.remove(path)
 

@@ -5,7 +5,7 @@ import re
 import pytest
 from absl import flags
 
-from keras_audio_cnn import cli, config
+from keras_audio_cnn import backbones, cli, config
 from keras_audio_cnn.errors import ConfigError
 
 # run.json of a run trained before options were grouped (keras_audio_cnn at 8506787).
@@ -59,9 +59,10 @@ def test_a_run_json_written_before_the_options_were_grouped_reads_back_the_same(
     assert old.augment == ("paper", "specaugment") and old.folds == (1, 2)
     assert old.data.sample_rate == 8000 and old.optim.batch_size == 8
     recorded = old.to_flags()
-    # Options added since (--overwrite) take their defaults.
+    # Options added since (--overwrite, --amsgrad) take their defaults, --amsgrad the
+    # family's (off for an ImageNet backbone, as Adam was before it existed).
     assert recorded == {**{k: v for k, v in OLD_RUN_JSON.items() if k != "tasks"},
-                        "overwrite": False}
+                        "overwrite": False, "amsgrad": False}
     assert old.model_differences(OLD_RUN_JSON) == []
 
 
@@ -89,6 +90,7 @@ def test_the_config_checks_values_given_from_python():
 
 
 def test_the_readme_flag_table_lists_every_flag_with_its_default():
+    """A default that depends on the backbone's family reads `imagenet's (PANNs: panns')`."""
     with open(config.__file__.replace("keras_audio_cnn/config.py", "README.md")) as f:
         readme = f.read()
     table = readme.split("### Flags of `train.py`", 1)[1].split("\n\n", 2)[1]
@@ -98,10 +100,16 @@ def test_the_readme_flag_table_lists_every_flag_with_its_default():
         names = re.findall(r"`--(\w+)`", cells[0])
         defaults = cells[1].split(", ") if len(names) > 1 and cells[1] else [cells[1]] * len(names)
         documented.update(zip(names, defaults))
-    defaults = config.TrainConfig().to_flags()
-    assert set(documented) == set(defaults)
-    for name, value in defaults.items():
-        if isinstance(value, (bool, int, float, str)):  # not None, not a list
-            text = documented[name].strip(" `")
-            expected = str(value).lower() if isinstance(value, bool) else str(value)
-            assert text == expected or float(text) == value, (name, text, value)
+    imagenet = config.TrainConfig().to_flags()
+    panns = config.TrainConfig().replace(backbone="panns_cnn14").to_flags()
+    assert set(documented) == set(imagenet)
+    for name, value in imagenet.items():
+        if not isinstance(value, (bool, int, float, str)):  # None, a list
+            continue
+        text, _, family = documented[name].partition(" (PANNs: ")
+        assert bool(family) == (name in backbones.RECIPE_OPTIONS), name
+        pairs = [(text, value)] + ([(family.rstrip(")"), panns[name])] if family else [])
+        for shown, expected in pairs:
+            shown = shown.strip(" `")
+            wanted = str(expected).lower() if isinstance(expected, bool) else str(expected)
+            assert shown == wanted or float(shown) == expected, (name, shown, expected)

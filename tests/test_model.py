@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from keras_audio_cnn import model as model_lib
+from keras_audio_cnn.backbones import imagenet
 
 ESC50_RATE, ESC50_SAMPLES = 44100, 220500
 
@@ -28,7 +29,7 @@ def test_unknown_backbone_is_one_line_listing_valid_names():
 
 
 def test_weights_file_loads_into_the_backbone(tmp_path):
-    source = model_lib.build_backbone("MobileNetV3Small", (128, 50, 3), weights="none")
+    source = imagenet.build_backbone("MobileNetV3Small", (128, 50, 3), weights="none")
     path = str(tmp_path / "backbone.weights.h5")
     source.save_weights(path)
     model = model_lib.build_model("MobileNetV3Small", 10, 8000, 8000, weights=path)
@@ -64,8 +65,8 @@ def test_head_mode_trains_only_the_classifier():
 @pytest.mark.parametrize("backbone", ["DenseNet201", "ResNet50", "InceptionV3", "EfficientNetB0"])
 def test_normalization_maps_training_statistics_to_the_backbone_input_statistics(backbone):
     mean, variance = np.array([-20.0, -10.0, 5.0]), np.array([100.0, 49.0, 4.0])
-    norm_mean, norm_variance = model_lib.normalization_weights(backbone, mean, variance)
-    target_mean, target_std = model_lib.backbone_input_statistics(backbone)
+    norm_mean, norm_variance = imagenet.normalization_weights(backbone, mean, variance)
+    target_mean, target_std = imagenet.backbone_input_statistics(backbone)
     layer = keras.layers.Normalization(mean=norm_mean, variance=norm_variance)
     rng = np.random.default_rng(0)
     images = (mean + np.sqrt(variance) * rng.standard_normal((4096, 3))).astype("float32")
@@ -76,13 +77,13 @@ def test_normalization_maps_training_statistics_to_the_backbone_input_statistics
 
 def test_backbone_input_statistics_follow_each_family():
     # DenseNet ("torch" preprocessing) expects ImageNet-standardised pixels.
-    mean, std = model_lib.backbone_input_statistics("DenseNet201")
+    mean, std = imagenet.backbone_input_statistics("DenseNet201")
     np.testing.assert_allclose(mean, 0.0, atol=1e-5)
     np.testing.assert_allclose(std, 1.0, atol=1e-5)
     # InceptionV3 ("tf") expects [-1, 1]; EfficientNet rescales raw 0-255 pixels itself.
-    _, std = model_lib.backbone_input_statistics("InceptionV3")
+    _, std = imagenet.backbone_input_statistics("InceptionV3")
     np.testing.assert_allclose(std, 58.0 / 127.5, rtol=0.03)
-    mean, _ = model_lib.backbone_input_statistics("EfficientNetB0")
+    mean, _ = imagenet.backbone_input_statistics("EfficientNetB0")
     np.testing.assert_allclose(mean, [123.675, 116.28, 103.53], rtol=1e-5)
 
 
@@ -113,7 +114,7 @@ def test_unknown_block_is_one_line_listing_the_blocks():
 
 
 def test_reinit_from_keeps_the_loaded_weights_before_the_block_only(tmp_path):
-    source = model_lib.build_backbone("DenseNet121", (128, 50, 3), weights="none")
+    source = imagenet.build_backbone("DenseNet121", (128, 50, 3), weights="none")
     path = str(tmp_path / "backbone.weights.h5")
     source.save_weights(path)
     model = model_lib.build_model(
