@@ -17,7 +17,9 @@ setuptools.setup(
     ),
     # The TFDS convention keeps each dataset's metadata in files beside its builder.
     package_data={
-        "tfds_builders": ["*/*.tsv", "*/*.txt", "*/*.md", "*/*.bib", "*/*/*.txt", "*/*/*.md"]
+        "tfds_builders": ["*/*.tsv", "*/*.txt", "*/*.md", "*/*.bib", "*/*/*.txt", "*/*/*.md"],
+        # AudioSet's class list (CC BY 4.0, attribution in its README.md).
+        "keras_audio_cnn": ["backbones/audioset/*.csv", "backbones/audioset/*.md"],
     },
     install_requires=[
         "tensorflow>=2.20",
@@ -40,9 +42,16 @@ setuptools.setup(
         # spoken_digit) encode their WAV files with it; ray: tests/test_ray.py.
         # ai-edge-litert, tf2onnx, onnxruntime: the .tflite and ONNX exports run in tests;
         # hypothesis: tests/test_properties.py.
+        # torch, panns-inference, torchlibrosa: the PANNs port is compared with the authors'
+        # own model code (tests/test_panns.py). torch is pinned to the CPU build this
+        # project's machines hold; a range would make pip fetch a several-GB CUDA build.
         "test": ["pytest", "pytest-xdist", "hypothesis", "dill", "pydub", "ray>=2.9",
-                 "ai-edge-litert", "tf2onnx", "onnxruntime"],
+                 "ai-edge-litert", "tf2onnx", "onnxruntime", "torch==2.13.0",
+                 "panns-inference==0.1.1", "torchlibrosa==0.1.0"],
         "gpu": ["tensorflow[and-cuda]>=2.20"],
+        # --backbone=panns_*: reading PANNs' .pth checkpoints once (torch.load with
+        # weights_only=True); the converted Keras weights are cached.
+        "audioset": ["torch>=2.5"],
         # train.py --ray_address: the grid of models as tasks of a Ray cluster.
         "ray": ["ray>=2.9"],
         # export.py --format=tflite models run in LiteRT; --format=onnx needs tf2onnx
