@@ -4,6 +4,7 @@
         --output=runs/esc50_DenseNet201_ensemble
     python export.py --model_dir=runs/esc50_DenseNet201 --format=tflite --quantize=dynamic \
         --output=esc50.tflite
+    python export.py --pretrained=panns_cnn14 --format=saved_model --output=audioset_tagger
 
 The SavedModel's signatures (serve, serve_recording, serve_wav, metadata) are
 described in keras_audio_cnn/export.py and README.md.
@@ -49,6 +50,7 @@ def main(argv):
     cli.run_or_exit(PROGRAM, export.export_runs, FLAGS.model_dir, FLAGS.output,
                     output_format=FLAGS.format, hop_seconds=FLAGS.hop_seconds,
                     quantize=FLAGS.quantize, evaluate=FLAGS.evaluate,
+                    pretrained=FLAGS.pretrained, weights=FLAGS.weights,
                     log=lambda line: print(f"{PROGRAM}: {line}", file=sys.stderr))
 
 

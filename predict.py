@@ -2,10 +2,13 @@
 
     python predict.py --model_dir=runs/esc50_DenseNet201 recording.wav field/ other.flac
     python predict.py --model_dir=runs/esc50_DenseNet201 --format=csv --output=out.csv field/
+    python predict.py --pretrained=panns_cnn14 --top_k=5 recording.wav
 
 Directories are walked recursively. A recording longer than a clip is classified
-in clip-length windows (--hop_seconds apart) and its probabilities averaged. The
-Python API is `keras_audio_cnn.predict.classify`. See README.md.
+in clip-length windows (--hop_seconds apart) and its probabilities averaged. With
+--pretrained, a network pretrained on AudioSet tags recordings with AudioSet's 527
+classes (sigmoid probabilities, 10 s windows) without any training. The Python API is
+`keras_audio_cnn.predict.classify`. See README.md.
 """
 
 import os
@@ -37,10 +40,11 @@ def main(argv):
     from keras_audio_cnn import predict_output  # TensorFlow loads here, after the flags
 
     classified, failed = cli.run_or_exit(
-        PROGRAM, predict_output.classify_to_output, argv[1:], FLAGS.model_dir,
+        PROGRAM, predict_output.classify_to_output, argv[1:], FLAGS.model_dir or None,
         output=FLAGS.output, output_format=FLAGS.format, top_k=FLAGS.top_k,
         per_window=FLAGS.per_window, hop_seconds=FLAGS.hop_seconds,
         batch_size=FLAGS.batch_size, precision=FLAGS.precision, progress=sys.stderr.isatty(),
+        pretrained=FLAGS.pretrained, weights=FLAGS.weights,
         on_error=lambda line: print(f"{PROGRAM}: error: {line}", file=sys.stderr, flush=True),
         log=lambda line: print(f"{PROGRAM}: {line}", file=sys.stderr, flush=True))
     if failed:

@@ -10,16 +10,19 @@ the training model, between the frontend and the normalisation:
 
 The policies (`config.AUGMENT_POLICIES`) and what each needs of a run:
 
-- "paper" and "specaugment" act on the log-mel image (`image_transforms`): the
-  training data holds every clip twice, the copy flagged 1.0, and the training
-  model's `Augment` layer transforms the flagged copies;
+- "paper" and "specaugment" act on the log-mel image (`image_transforms`), in
+  the training model's `Augment` layer, on the clips flagged 1.0: for ImageNet
+  backbones (the paper's protocol) the training data holds every clip twice, the
+  copy flagged; for PANNs every training clip is flagged, as their model applies
+  SpecAugment to every clip it trains on (with their mask widths);
 - "mixup" mixes batches of waveforms in the input pipeline (`mixup`): the labels
-  become soft (one-hot, mixed) and the loss categorical cross-entropy.
+  become soft (one-hot, mixed) and the loss categorical cross-entropy. Its Beta
+  parameter is the family's (0.2 here before; PANNs' 1.0).
 
-`AugmentPlan` is a run's `--augment` value parsed once: the trainer asks it for
-the training and validation data, the training model and the loss. The saved
-inference model is built from the same layers without `Augment`, so it never
-contains augmentation.
+`AugmentPlan` is a run's `--augment` value and backbone family, parsed once: the
+trainer asks it for the training and validation data, the training model and the
+loss. The saved inference model is built from the same layers without `Augment`,
+so it never contains augmentation.
 """
 
 import dataclasses
@@ -27,7 +30,8 @@ import dataclasses
 import keras
 import tensorflow as tf
 
-from keras_audio_cnn import config, devices, image_transforms
+from keras_audio_cnn import backbones, config, devices, image_transforms
+from keras_audio_cnn import model as model_lib
 
 # The policies the `Augment` layer applies to images; "mixup" acts on the data.
 IMAGE_POLICIES = ("paper", "specaugment")
@@ -42,9 +46,22 @@ class AugmentPlan:
     Args:
         policies: names from `config.AUGMENT_POLICIES` (a validated
             `TrainConfig.augment`); empty for no augmentation.
+        backbone: the run's backbone, whose family decides whether images are
+            augmented on added copies, mixup's Beta parameter, and the images'
+            bands, floor and SpecAugment widths.
     """
 
     policies: tuple = ()
+    backbone: str = "DenseNet201"
+
+    @classmethod
+    def of(cls, run_config):
+        """The plan of a `config.TrainConfig`."""
+        return cls(run_config.augment, run_config.model.backbone)
+
+    @property
+    def family(self):
+        return backbones.family_of(self.backbone)
 
     @property
     def image_policies(self):
@@ -54,7 +71,12 @@ class AugmentPlan:
     @property
     def copies(self):
         """Whether every training clip also comes as an augmented copy (the paper's)."""
-        return bool(self.image_policies)
+        return bool(self.image_policies) and self.family.augment_copies
+
+    @property
+    def augment_every_clip(self):
+        """Whether every training clip itself is augmented (PANNs')."""
+        return bool(self.image_policies) and not self.family.augment_copies
 
     @property
     def flag_input(self):
@@ -75,8 +97,11 @@ class AugmentPlan:
         """The shuffled training batches `fit` takes, augmented copies and mixes included."""
         ds = source.load(task, "train", batch_size, shuffle=True, seed=seed,
                          flags=self.flag_input, copies=self.copies,
+                         flag_value=float(self.augment_every_clip),
                          drop_remainder=drop_remainder)
-        return mixup(ds, num_classes, seed=seed) if self.soft_labels else ds
+        if self.soft_labels:
+            return mixup(ds, num_classes, alpha=self.family.mixup_alpha, seed=seed)
+        return ds
 
     def valid_data(self, source, task, batch_size, *, num_classes, drop_remainder):
         """The validation batches `fit` takes, in the training model's input form."""
@@ -97,11 +122,12 @@ class AugmentPlan:
         """
         if not self.flag_input:
             return model
+        settings = model_lib.family(self.backbone).augment_settings(self.backbone, sample_rate)
         with devices.dtype_policy(model.dtype_policy.name):
             flag = keras.Input(shape=(), name="augment_flag")
             image = model.get_layer("logmel_image").output
-            x = Augment(self.image_policies, sample_rate, seed=seed, name="augment",
-                        dtype="float32")([image, flag])
+            x = Augment(self.image_policies, seed=seed, name="augment", dtype="float32",
+                        **settings)([image, flag])
             start = [layer.name for layer in model.layers].index("logmel_image") + 1
             for layer in model.layers[start:]:
                 x = layer(x)
@@ -136,6 +162,10 @@ class Augment(keras.layers.Layer):
             seed gives the same draws, call after call, run to run.
         time_masks, time_width, freq_masks, freq_width, fill: the
             "specaugment" settings, as in `image_transforms.spec_augment`.
+        band_hz: the centre frequencies of the image's bands for the pitch shift
+            (None: the paper's HTK bands of `sample_rate`).
+        floor_db: the image's value for silence, which out-of-range reads and the
+            "floor" fill take (the paper's frontend: -60 dB).
 
     Example:
 
@@ -158,6 +188,8 @@ class Augment(keras.layers.Layer):
         freq_masks=image_transforms.FREQ_MASKS,
         freq_width=image_transforms.FREQ_WIDTH,
         fill="floor",
+        band_hz=None,
+        floor_db=image_transforms.FLOOR_DB,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -179,6 +211,8 @@ class Augment(keras.layers.Layer):
         self.freq_masks = freq_masks
         self.freq_width = freq_width
         self.fill = fill
+        self.band_hz = None if band_hz is None else [float(f) for f in band_hz]
+        self.floor_db = float(floor_db)
         self.seed_generator = keras.random.SeedGenerator(seed)
 
     def call(self, inputs, training=None):
@@ -195,8 +229,9 @@ class Augment(keras.layers.Layer):
             rate = keras.random.uniform(
                 tf.reshape(batch, [1]), *image_transforms.PAPER_RATES, seed=self.seed_generator
             )
-            augmented = image_transforms.pitch_shift(augmented, semitones, self.sample_rate)
-            augmented = image_transforms.time_stretch(augmented, rate)
+            augmented = image_transforms.pitch_shift(augmented, semitones, self.sample_rate,
+                                                     self.band_hz, self.floor_db)
+            augmented = image_transforms.time_stretch(augmented, rate, self.floor_db)
         if "specaugment" in self.policies:
             augmented = image_transforms.spec_augment(
                 augmented,
@@ -206,6 +241,7 @@ class Augment(keras.layers.Layer):
                 freq_masks=self.freq_masks,
                 freq_width=self.freq_width,
                 fill=self.fill,
+                floor_db=self.floor_db,
             )
         selected = tf.reshape(tf.cast(flag, tf.float32), [-1, 1, 1, 1]) > 0.5
         return tf.where(selected, augmented, images)
@@ -224,6 +260,8 @@ class Augment(keras.layers.Layer):
             freq_masks=self.freq_masks,
             freq_width=self.freq_width,
             fill=self.fill,
+            band_hz=self.band_hz,
+            floor_db=self.floor_db,
         )
         return config
 

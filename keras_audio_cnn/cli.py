@@ -7,7 +7,7 @@ import sys
 
 from absl import flags
 
-from keras_audio_cnn import config
+from keras_audio_cnn import backbones, config
 from keras_audio_cnn.errors import USER_ERRORS, one_line
 
 
@@ -86,10 +86,13 @@ def define_flags(flag_values=flags.FLAGS):
         help_text, choices = field.metadata["help"], field.metadata["choices"]
         kind = config.value_type(field)
         common = dict(flag_values=flag_values)
-        if isinstance(default, tuple):
+        if name in backbones.RECIPE_OPTIONS:
+            default = None  # the backbone family's, once the backbone is known
+        if config.is_list(field):
             parser = _EnumListParser(choices) if choices else _IntListParser()
-            flags.DEFINE(parser, name, config.recorded_value(field, default), help_text,
-                         serializer=flags.CsvListSerializer(","), **common)
+            flags.DEFINE(parser, name,
+                         None if default is None else config.recorded_value(field, default),
+                         help_text, serializer=flags.CsvListSerializer(","), **common)
         elif choices:
             flags.DEFINE_enum(name, default, choices, help_text, **common)
         elif kind is bool:
@@ -117,9 +120,29 @@ def from_flag_values(flag_values=flags.FLAGS):
 
 def define_ensemble_flags(hop_help):
     """`--model_dir` (repeatable) and `--hop_seconds`, the flags of the programs that use
-    every finished model of runs as one classifier (predict.py, export.py)."""
+    every finished model of runs as one classifier (predict.py, export.py), and
+    `--pretrained` with its `--weights`, which take a network pretrained on AudioSet
+    instead of runs."""
     flags.DEFINE_multi_string(
         "model_dir", None,
-        "A directory written by train.py; repeat to average several runs (e.g. backbones).",
-        required=True)
+        "A directory written by train.py; repeat to average several runs (e.g. backbones).")
+    flags.DEFINE_enum(
+        "pretrained", None, list(backbones.PANNS.backbones),
+        "Instead of --model_dir: tag with a network pretrained on AudioSet, without "
+        "training: its 527 AudioSet classes, each with its own (sigmoid) probability.")
+    flags.DEFINE_string(
+        "weights", "audioset",
+        "With --pretrained: audioset (the official checkpoint, downloaded once, checked and "
+        "cached) or the path of the .pth checkpoint downloaded by hand.")
     flags.DEFINE_float("hop_seconds", None, hop_help + " (default: half a clip).")
+
+    def one_source(values):
+        if bool(values["model_dir"]) == bool(values["pretrained"]):
+            raise flags.ValidationError(
+                "give either --model_dir (train.py runs) or --pretrained (an AudioSet network)")
+        if values["model_dir"] and values["weights"] != "audioset":
+            raise flags.ValidationError(
+                "--weights goes with --pretrained; a run's models hold their own weights")
+        return True
+
+    flags.register_multi_flags_validator(["model_dir", "pretrained", "weights"], one_source)

@@ -152,14 +152,15 @@ class Source:
         return int(self.builder.info.splits[getattr(task, part)].num_examples)
 
     def load(self, task, part, batch_size, *, shuffle=False, seed=0, flags=False,
-             copies=False, drop_remainder=False):
+             copies=False, flag_value=0.0, drop_remainder=False):
         """Batched `(waveform float32 [batch, num_samples], label)` of a task's part.
 
         `part` is "train", "valid" or "test". With `shuffle`, files are read in a
         seeded order and examples pass a seeded buffer redrawn every epoch. With
-        `flags`, inputs are `(waveform, augment_flag)`, the flag 0.0; with
-        `copies`, every clip also comes a second time with flag 1.0 (the copy that
-        the training model augments), doubling the epoch as in the paper. With
+        `flags`, inputs are `(waveform, augment_flag)`, the flag `flag_value` (1.0:
+        the training model augments every clip); with `copies`, every clip comes
+        with flag 0.0 and a second time with flag 1.0 (the copy that the training
+        model augments), doubling the epoch as in the paper. With
         `drop_remainder`, a last batch smaller than `batch_size` is left out.
         """
         split = getattr(task, part)
@@ -203,7 +204,7 @@ class Source:
             waveform = tf.pad(waveform, [[0, length - tf.shape(waveform)[0]]])
             waveform = tf.ensure_shape(waveform, [length])
             if flags:
-                flag = example.get("_flag", tf.constant(0.0))
+                flag = example.get("_flag", tf.constant(flag_value))
                 return (waveform, flag), example[self.label_key]
             return waveform, example[self.label_key]
 

@@ -20,7 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_audio_cnn import datasets, portable_frontend, rundir
+from keras_audio_cnn import datasets, model as model_lib, portable_frontend, rundir
 from keras_audio_cnn.errors import PredictionError
 
 QUANTIZATIONS = ("none", "dynamic", "int8")
@@ -28,15 +28,21 @@ QUANTIZATIONS = ("none", "dynamic", "int8")
 REPRESENTATIVE_CLIPS = 64
 
 
-def portable_ensemble(models):
-    """One Keras model from waveforms to the mean of `models`' softmax probabilities,
-    each with the portable frontend (the same weights, shared)."""
-    portable = [portable_frontend.portable_model(m, name=f"member{i}")
-                for i, m in enumerate(models, 1)]
+def portable_ensemble(models, backbones=None, activation="softmax", dft=False):
+    """One Keras model from waveforms to the mean of `models`' probabilities (softmax, or a
+    tagger's sigmoid), each with a frontend LiteRT runs (`portable_model` of the backbone's
+    family; the same weights, shared), or with `dft` one ONNX runs (no FFT op)."""
+    backbones = backbones or ["DenseNet201"] * len(models)  # the paper's family
+    portable = [model_lib.family(backbone).portable_model(m, backbone, name=f"member{i}",
+                                                          dft=dft)
+                for i, (m, backbone) in enumerate(zip(models, backbones), 1)]
     waveform = keras.Input(shape=portable[0].input_shape[1:], name="waveform")
     logits = [m(waveform) for m in portable]
     logits = [x[0] if isinstance(x, (list, tuple)) else x for x in logits]  # one output each
-    outputs = [keras.layers.Softmax(dtype="float32")(x) for x in logits]
+    if activation == "sigmoid":
+        outputs = [keras.layers.Activation("sigmoid", dtype="float32")(x) for x in logits]
+    else:
+        outputs = [keras.layers.Softmax(dtype="float32")(x) for x in logits]
     mean = outputs[0] if len(outputs) == 1 else keras.layers.Average()(outputs)
     return keras.Model(waveform, mean, name="ensemble")
 
@@ -67,12 +73,12 @@ def run_tflite(runner, waveforms):
 def _held_out(ensemble, quantize, representative):
     """Each member's held-out accuracy as a float and as a quantized `.tflite`."""
     rows = []
-    for model_dir, run_dir, model in zip(ensemble.member_runs, ensemble.members,
-                                         ensemble.models):
+    for model_dir, run_dir, model, backbone in zip(ensemble.member_runs, ensemble.members,
+                                                   ensemble.models, ensemble.backbones):
         source, task = _task_data(model_dir, run_dir)
         waveforms, labels = zip(*[(w, y) for ws, ys in source.load(task, "test", 32)
                                   for w, y in zip(ws.numpy(), ys.numpy())])
-        single = portable_ensemble([model])
+        single = portable_ensemble([model], [backbone])
         accuracy = {}
         for kind, mode in (("float", "none"), ("quantized", quantize)):
             content = portable_frontend.to_tflite(single, quantize=mode,
@@ -115,7 +121,8 @@ def write(ensemble, path, output_format, quantize="none", evaluate=True, log=pri
     """
     if output_format == "onnx" and quantize != "none":
         raise PredictionError("--quantize applies to --format=tflite only")
-    model = portable_ensemble(ensemble.models)
+    model = portable_ensemble(ensemble.models, ensemble.backbones, ensemble.activation,
+                              dft=output_format == "onnx")
     representative = _representative(ensemble) if quantize == "int8" else None
     if output_format == "tflite":
         content = portable_frontend.to_tflite(model, quantize=quantize,
@@ -127,7 +134,9 @@ def write(ensemble, path, output_format, quantize="none", evaluate=True, log=pri
         "input": {"name": "waveform", "dtype": "float32",
                   "shape": [1, ensemble.num_samples], "range": [-1.0, 1.0]},
         "output": {"dtype": "float32", "shape": [1, len(ensemble.class_names)],
-                   "meaning": "probabilities, the mean of every member's softmax"},
+                   "meaning": ("each class's sigmoid probability (AudioSet tags)"
+                               if ensemble.activation == "sigmoid"
+                               else "probabilities, the mean of every member's softmax")},
         "class_names": ensemble.class_names, "sample_rate": ensemble.sample_rate,
         "num_samples": ensemble.num_samples, "members": ensemble.members,
     }
@@ -136,7 +145,10 @@ def write(ensemble, path, output_format, quantize="none", evaluate=True, log=pri
         description["float_bytes"] = float_bytes
         log(f"{quantize} quantization: {len(content) / 2**20:.2f} MB, float "
             f"{float_bytes / 2**20:.2f} MB")
-        if evaluate:
+        if evaluate and not ensemble.model_dirs:
+            log(f"{ensemble.members[0]}: no held-out clips to score the {quantize} model on "
+                "(it was not trained here); its size only")
+        elif evaluate:
             description["held_out"] = _held_out(ensemble, quantize, representative)
             for row in description["held_out"]:
                 log(f"{row['model']}: held-out accuracy on {row['task']} ({row['clips']} clips): "

@@ -6,6 +6,11 @@ with several `--model_dir`s (e.g. one per backbone) the models of all of them.
 Which models a run has, and which are finished, comes from `rundir`; what a
 model takes and returns (its classes, sample rate and clip length) from its own
 `metrics.json`. Models of other classes, rates or clip lengths are refused.
+
+`pretrained` makes the same kind of classifier from a network pretrained on AudioSet
+(PANNs CNN14), which tags any recording with AudioSet's 527 classes without training:
+its probabilities are each class's sigmoid (several tags can hold at once), where a
+run's are a softmax over its classes.
 """
 
 import dataclasses
@@ -15,10 +20,16 @@ import numpy as np
 import tensorflow as tf
 
 from keras_audio_cnn import devices, fused_batch_norm, model as model_lib, rundir
+from keras_audio_cnn.backbones import panns
 from keras_audio_cnn.errors import ConfigError, PredictionError, one_line
 
 # load_ensemble's precisions: train.py's --precision choices.
 PRECISIONS = ("float32", "mixed")
+# How a model's logits become probabilities: a run's single-label softmax, a tagger's
+# independent sigmoid per class.
+ACTIVATIONS = ("softmax", "sigmoid")
+# The networks `pretrained` tags with (predict.py and export.py --pretrained).
+PRETRAINED = tuple(panns.VARIANTS)
 # What a finished model records about its input and output (docs/run_directory.md).
 _DESCRIPTION = ("class_names", "sample_rate", "num_samples")
 
@@ -35,6 +46,8 @@ class Ensemble:
     sample_rate: int  # Hz of the waveforms the models take
     num_samples: int  # samples per clip the models take
     dtype_policy: str = "float32"  # what the backbones compute in (`load_ensemble`'s precision)
+    backbones: list = None  # the --backbone of each member, in the same order
+    activation: str = "softmax"  # "sigmoid" for a tagger (`pretrained`)
 
     @property
     def clip_seconds(self):
@@ -62,10 +75,13 @@ class Ensemble:
         return self._logits
 
 
-def mean_probabilities(logits):
-    """The models' softmax probabilities (in float64, as evaluate.py computes them),
-    averaged: `[models, batch, classes]` logits -> `[batch, classes]`."""
+def mean_probabilities(logits, activation="softmax"):
+    """The models' probabilities (in float64, as evaluate.py computes them), averaged:
+    `[models, batch, classes]` logits -> `[batch, classes]`; each model's softmax, or
+    with `activation="sigmoid"` each class's sigmoid."""
     logits = np.asarray(logits, dtype=np.float64)
+    if activation == "sigmoid":
+        return (0.5 * (1.0 + np.tanh(0.5 * logits))).mean(axis=0)  # sigmoid, overflow-free
     shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
     return (shifted / shifted.sum(axis=-1, keepdims=True)).mean(axis=0)
 
@@ -106,10 +122,40 @@ def load_ensemble(model_dirs, log=print, precision="float32"):
     models = [_load_model(model_dir, run_dir) for model_dir, run_dir in members]
     for model in models:
         model_lib.set_dtype_policy(model, settings.dtype_policy)
+    backbone_of = {d: rundir.read_run(d).get("backbone") for d in model_dirs}
     return Ensemble(model_dirs, [run_dir for _, run_dir in members],
                     [model_dir for model_dir, _ in members], models,
                     list(first["class_names"]), int(first["sample_rate"]),
-                    int(first["num_samples"]), settings.dtype_policy)
+                    int(first["num_samples"]), settings.dtype_policy,
+                    backbones=[backbone_of[model_dir] for model_dir, _ in members])
+
+
+def pretrained(backbone, weights="audioset", log=print, precision="float32"):
+    """The AudioSet tagger of a pretrained network as a one-member `Ensemble`: AudioSet's
+    527 classes, sigmoid probabilities, windows of an AudioSet clip (10 s).
+
+    `weights`: "audioset" (the official checkpoint: cached, or downloaded once and
+    converted) or the path of a `.pth` checkpoint downloaded by hand.
+
+    Raises:
+      ConfigError: a name that is not one of `PRETRAINED`, or an unknown precision.
+      ModelConfigError: weights that cannot be had (offline, a wrong file).
+    """
+    if backbone not in PRETRAINED:
+        raise ConfigError(f"--pretrained={backbone}: choose one of {', '.join(PRETRAINED)}")
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+    settings = devices.settings(precision, "false")
+    if settings.note:
+        log(settings.note)
+    model, class_names = panns.tagger(backbone, weights)
+    model_lib.set_dtype_policy(model, settings.dtype_policy)
+    fused_batch_norm.use_fused_kernels(model)
+    spec = panns.variant(backbone)
+    label = f"{backbone} ({'AudioSet' if weights == 'audioset' else weights})"
+    return Ensemble([], [label], [None], [model], list(class_names), spec.sample_rate,
+                    int(model.input_shape[-1]), settings.dtype_policy, backbones=[backbone],
+                    activation="sigmoid")
 
 
 def _finished_members(model_dir, log):

@@ -85,6 +85,12 @@ def _read_runs(model_dirs):
         )
     first = configs[0]
     for directory, run in zip(model_dirs[1:], configs[1:]):
+        if model_lib.data_sample_rate(run) != model_lib.data_sample_rate(first):
+            raise EvaluationError(
+                f"{directory} ({run.model.backbone}) trained on audio at "
+                f"{model_lib.data_sample_rate(run) or 'the dataset rate'} Hz, {model_dirs[0]} "
+                f"({first.model.backbone}) at {model_lib.data_sample_rate(first) or 'the dataset rate'}"
+                " Hz: not the same data; ensemble runs whose backbones take the same rate")
         for key in ("audio_dir", "sample_rate", "clip_seconds", "num_folds"):
             if getattr(run.data, key) != getattr(first.data, key):
                 raise EvaluationError(
@@ -150,16 +156,17 @@ def _evaluate_task(task, members, model_dirs, source, test_ds):
     return _TaskResult(scores, row, histories, first_model)
 
 
-def _open_data(model_dirs, options, data_dir, manual_dir):
+def _open_data(model_dirs, run_config, data_dir, manual_dir):
     """The data the runs were trained on: prepared again from its source, or, when an
     audio folder is gone, read from where it was prepared (which needs no folder)."""
+    options = run_config.data
     folder_gone = (options.dataset == "audio_folder" and options.audio_dir
                    and not tf.io.gfile.isdir(options.audio_dir))
     if not folder_gone:
         return datasets.open_source(
             options.dataset, data_dir, manual_dir, audio_dir=options.audio_dir,
-            sample_rate=options.sample_rate, clip_seconds=options.clip_seconds,
-            num_folds=options.num_folds)
+            sample_rate=model_lib.data_sample_rate(run_config),
+            clip_seconds=options.clip_seconds, num_folds=options.num_folds)
     records = [m["data"] for d in model_dirs for task in rundir.read_run(d).get("tasks", [])
                for r in rundir.finished_models(d, task)
                if "data" in (m := rundir.read_metrics(r))]
@@ -193,7 +200,7 @@ def evaluate_runs(model_dirs, data_dir=None, manual_dir=None, batch_size=None,
     rundir.check_writable_dir(output_dir, "output_dir")
     if data_dir:
         rundir.check_writable_dir(data_dir, "data_dir")
-    source = _open_data(model_dirs, options, data_dir or options.data_dir,
+    source = _open_data(model_dirs, first, data_dir or options.data_dir,
                         manual_dir or options.manual_dir)
     members, unfinished = _models_by_task(model_dirs, source.tasks)
     batch_size = batch_size or first.optim.batch_size
@@ -206,7 +213,8 @@ def evaluate_runs(model_dirs, data_dir=None, manual_dir=None, batch_size=None,
                                                 test_ds)
             if saliency:
                 _write_saliency(results[task.name].first_model, task, source, test_ds, saliency,
-                                os.path.join(output_dir, "saliency", task.name))
+                                os.path.join(output_dir, "saliency", task.name),
+                                model_lib.channel_names(first.model.backbone))
 
     tasks = {name: result.scores for name, result in results.items()}
     ensemble_accuracy = np.array([t["accuracy"] for t in tasks.values()])
@@ -253,7 +261,7 @@ def _write_outputs(output_dir, summary, results):
     print(table)
 
 
-def _write_saliency(model, task, source, test_ds, per_class, out_dir):
+def _write_saliency(model, task, source, test_ds, per_class, out_dir, channel_names):
     from keras_audio_cnn import saliency
 
     labels = metrics.labels_of(test_ds)
@@ -263,5 +271,5 @@ def _write_saliency(model, task, source, test_ds, per_class, out_dir):
     wanted = sorted(wanted)
     waveforms = np.concatenate([w.numpy() for w, _ in test_ds])[wanted]
     saliency.write_saliency_figures(
-        model, waveforms, labels[wanted], source.class_names, out_dir, prefix=f"{task.name}_"
-    )
+        model, waveforms, labels[wanted], source.class_names, out_dir, prefix=f"{task.name}_",
+        channel_names=channel_names)

@@ -17,10 +17,15 @@ PCM values, as training's clips were, and NaN or infinite samples are refused):
           models' sample rate; other encodings, WAVE_FORMAT_EXTENSIBLE headers and
           other rates are refused (tf.audio.decode_wav reads only those)
     metadata()                            -> class_names [classes], sample_rate [],
-                                             num_samples [], hop_samples []
+                                             num_samples [], hop_samples [],
+                                             activation [] ("softmax" for a run's
+                                             classes, "sigmoid" for AudioSet tags)
 
 Formats: `FORMATS` lists what `export.py --format` writes; `tflite` (LiteRT) and
 `onnx` are one-clip models with an FFT-free frontend, written by `device_export`.
+
+`export.py --pretrained=panns_cnn14` writes the same forms of a network pretrained on
+AudioSet (`ensemble.pretrained`): its probabilities are each AudioSet class's sigmoid.
 """
 
 import os
@@ -70,12 +75,17 @@ class _EnsembleGraph:
         self.rate = ensemble.sample_rate
         self.class_names = tf.constant(ensemble.class_names)
         self.num_classes = len(ensemble.class_names)
+        self.activation = ensemble.activation
+        self.probabilities = {"softmax": tf.nn.softmax, "sigmoid": tf.math.sigmoid}[
+            ensemble.activation]
 
     def clips(self, waveform):
-        """`[batch, num_samples]` -> the mean of the models' softmax, `[batch, classes]`."""
+        """`[batch, num_samples]` -> the mean of the models' softmax (a tagger's sigmoid),
+        `[batch, classes]`."""
         waveform = _pcm16(waveform)
         return tf.reduce_mean(
-            tf.stack([tf.nn.softmax(m(waveform, training=False)) for m in self.models]), axis=0)
+            tf.stack([self.probabilities(m(waveform, training=False)) for m in self.models]),
+            axis=0)
 
     def serve(self, waveform):
         return {"probabilities": self.clips(waveform), "class_names": self.class_names}
@@ -116,7 +126,8 @@ class _EnsembleGraph:
 
     def metadata(self):
         return {"class_names": self.class_names, "sample_rate": tf.constant(self.rate),
-                "num_samples": tf.constant(self.n), "hop_samples": tf.constant(self.hop)}
+                "num_samples": tf.constant(self.n), "hop_samples": tf.constant(self.hop),
+                "activation": tf.constant(self.activation)}
 
 
 def _pcm16(waveform):
@@ -146,20 +157,30 @@ FORMATS = ("saved_model", "tflite", "onnx")
 
 
 def export_runs(model_dirs, output, output_format="saved_model", hop_seconds=None,
-                quantize="none", evaluate=True, log=print):
-    """Writes the ensemble of every finished model of `model_dirs` to `output`, whole
-    or not at all (a temporary path renamed into place); returns the `Ensemble`.
+                quantize="none", evaluate=True, log=print, pretrained=None, weights="audioset"):
+    """Writes the ensemble of every finished model of `model_dirs` (or the `pretrained`
+    AudioSet network, with its `weights`) to `output`, whole or not at all (a temporary
+    path renamed into place); returns the `Ensemble`.
 
     `saved_model` is the SavedModel above; `tflite` and `onnx` are one-clip models
     for devices (`device_export`), `tflite` optionally quantized.
     """
+
+    def load():
+        if pretrained:
+            return ensemble_lib.pretrained(pretrained, weights, log=log)
+        return ensemble_lib.load_ensemble(model_dirs, log=log)
+
     if output_format != "saved_model":
         from keras_audio_cnn import device_export
 
         if quantize != "none" and output_format != "tflite":
             raise PredictionError("--quantize applies to --format=tflite only")
+        if pretrained and quantize == "int8":
+            raise PredictionError(f"--quantize=int8 calibrates on a run's training clips, and "
+                                  f"--pretrained={pretrained} has none; use --quantize=dynamic")
         device_export.check_output(output)
-        ensemble = ensemble_lib.load_ensemble(model_dirs, log=log)
+        ensemble = load()
         described = device_export.write(ensemble, output, output_format, quantize=quantize,
                                         evaluate=evaluate, log=log)
         log(f"{output}: {output_format} averaging {len(ensemble.members)} model(s): "
@@ -170,7 +191,7 @@ def export_runs(model_dirs, output, output_format="saved_model", hop_seconds=Non
     if quantize != "none":
         raise PredictionError("--quantize applies to --format=tflite only")
     _check_output(output)
-    ensemble = ensemble_lib.load_ensemble(model_dirs, log=log)
+    ensemble = load()
     hop = audio_stream.hop_samples(hop_seconds, ensemble.sample_rate, ensemble.num_samples)
     directory, name = os.path.split(os.path.abspath(output))
     tf.io.gfile.makedirs(directory)

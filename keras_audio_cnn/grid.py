@@ -159,7 +159,7 @@ def run(config):
     options = config.data
     source = datasets.open_source(
         options.dataset, options.data_dir, options.manual_dir, audio_dir=options.audio_dir,
-        sample_rate=options.sample_rate, clip_seconds=options.clip_seconds,
+        sample_rate=model_lib.data_sample_rate(config), clip_seconds=options.clip_seconds,
         num_folds=options.num_folds,
     )
     tasks = select_tasks(source.tasks, list(config.folds), options.dataset)

@@ -22,7 +22,9 @@ the frontend's channels use different windows and are all stretched the same
 way, which is what a stretched waveform would give to within a window length.
 
 Every out-of-range read is filled with `FLOOR_DB`, the value the frontend gives
-to silence (`10 * log10(frontend.MIN_POWER)` = -60 dB).
+to silence (`10 * log10(frontend.MIN_POWER)` = -60 dB), or with the `floor_db` of
+another frontend (PANNs': -100 dB). The pitch shift reads the paper's HTK mel scale,
+or any frontend's bands given by their centre frequencies (`band_hz`).
 """
 
 import math
@@ -60,7 +62,7 @@ def _mel_to_hz(mel):
     return 700.0 * (tf.pow(tf.constant(10.0, mel.dtype), mel / 2595.0) - 1.0)
 
 
-def _resample(images, positions, axis):
+def _resample(images, positions, axis, floor_db=FLOOR_DB):
     """Reads `images` at fractional `positions` along `axis` (1 or 2).
 
     Args:
@@ -72,12 +74,12 @@ def _resample(images, positions, axis):
     Returns:
         `images` with `axis` resized to `n`: linear interpolation between the
         two nearest inputs; outside the input the missing neighbour is
-        `FLOOR_DB`, so reads more than one step outside are `FLOOR_DB`.
+        `floor_db`, so reads more than one step outside are `floor_db`.
     """
     size = tf.shape(images, out_type=tf.int64)[axis]
     padding = [[0, 0]] * 4
     padding[axis] = [1, 1]
-    padded = tf.pad(images, padding, constant_values=FLOOR_DB)
+    padded = tf.pad(images, padding, constant_values=floor_db)
 
     rounded = tf.round(positions)
     positions = tf.where(tf.abs(positions - rounded) < _SNAP, rounded, positions)
@@ -92,16 +94,19 @@ def _resample(images, positions, axis):
     return below + weight * (above - below)
 
 
-def pitch_shift(images, semitones, sample_rate):
-    """Shifts the content of HTK log-mel images up or down in pitch.
+def pitch_shift(images, semitones, sample_rate, band_hz=None, floor_db=FLOOR_DB):
+    """Shifts the content of log-mel images up or down in pitch.
 
     Each output band, centred at frequency `f`, reads the input at
     `f / 2 ** (semitones / 12)`, converted to a fractional band index on the
     frontend's mel scale (HTK, `mel = 2595 * log10(1 + f / 700)`; 128 band
     centres at the inner points of `linspace(mel(0), mel(sample_rate / 2), 130)`)
     and linearly interpolated. Reads past the top band (downward shifts) give
-    `FLOOR_DB`; below the first band the image fades to `FLOOR_DB` at 0 Hz.
-    Filter widths are not rescaled (see the module docstring).
+    `floor_db`; below the first band the image fades to `floor_db` at 0 Hz.
+    With `band_hz` (another frontend's band centres, increasing), the fractional
+    index is linear in frequency between neighbouring centres, and the image fades
+    to `floor_db` within a band's distance below the first band. Filter widths are
+    not rescaled (see the module docstring).
 
     Args:
         images: float `[batch, bands, frames, channels]` log-mel images in dB,
@@ -109,34 +114,46 @@ def pitch_shift(images, semitones, sample_rate):
         semitones: float `[batch]`: each example's shift; positive is up.
             Fractional values are allowed.
         sample_rate: the sample rate of the audio the images came from, in Hz.
+        band_hz: the centre frequency of each band, or None for the paper's HTK
+            bands.
+        floor_db: the image's value for silence.
 
     Returns:
         The shifted images, same shape and dtype. A shift of 0 returns the
         input exactly. Pure TensorFlow ops: works in graph mode and under XLA.
     """
     images = tf.convert_to_tensor(images)
-    bands = tf.shape(images)[1]
-    top = _hz_to_mel(tf.constant(sample_rate / 2.0, tf.float64))
-    step = top / tf.cast(bands + 1, tf.float64)
-    centres = _mel_to_hz(step * tf.cast(tf.range(1, bands + 1), tf.float64))
-
     semitones = tf.cast(tf.reshape(semitones, [-1, 1]), tf.float64)
-    source = centres[None, :] * tf.pow(tf.constant(2.0, tf.float64), -semitones / 12.0)
-    positions = _hz_to_mel(source) / step - 1.0
-    return _resample(images, positions, axis=1)
+    factor = tf.pow(tf.constant(2.0, tf.float64), -semitones / 12.0)
+    if band_hz is None:
+        bands = tf.shape(images)[1]
+        top = _hz_to_mel(tf.constant(sample_rate / 2.0, tf.float64))
+        step = top / tf.cast(bands + 1, tf.float64)
+        centres = _mel_to_hz(step * tf.cast(tf.range(1, bands + 1), tf.float64))
+        positions = _hz_to_mel(centres[None, :] * factor) / step - 1.0
+    else:
+        centres = tf.constant(band_hz, tf.float64)
+        source = centres[None, :] * factor  # [batch, bands]
+        ordered = tf.broadcast_to(centres, tf.shape(source))
+        upper = tf.clip_by_value(tf.searchsorted(ordered, source, side="right"), 1,
+                                 len(band_hz) - 1)
+        low, high = tf.gather(centres, upper - 1), tf.gather(centres, upper)
+        positions = tf.cast(upper - 1, tf.float64) + (source - low) / (high - low)
+    return _resample(images, positions, axis=1, floor_db=floor_db)
 
 
-def time_stretch(images, rate):
+def time_stretch(images, rate, floor_db=FLOOR_DB):
     """Plays the content of each image `rate` times faster, keeping its width.
 
     Output frame `t` reads input frame `t * rate`, linearly interpolated. With
     `rate > 1` the content ends early and the frames past the end of the input
-    are `FLOOR_DB` (the last one within a frame of the end fades to it); with
+    are `floor_db` (the last one within a frame of the end fades to it); with
     `rate < 1` the end of the input is cut off.
 
     Args:
         images: float `[batch, bands, frames, channels]` log-mel images in dB.
         rate: float `[batch]`: each example's speed-up factor (> 0).
+        floor_db: the image's value for silence.
 
     Returns:
         The stretched images, same shape and dtype. A rate of 1 returns the
@@ -145,7 +162,7 @@ def time_stretch(images, rate):
     images = tf.convert_to_tensor(images)
     frames = tf.cast(tf.range(tf.shape(images)[2]), tf.float64)
     rate = tf.cast(tf.reshape(rate, [-1, 1]), tf.float64)
-    return _resample(images, frames[None, :] * rate, axis=2)
+    return _resample(images, frames[None, :] * rate, axis=2, floor_db=floor_db)
 
 
 def spec_augment(
@@ -156,6 +173,7 @@ def spec_augment(
     freq_masks=FREQ_MASKS,
     freq_width=FREQ_WIDTH,
     fill="floor",
+    floor_db=FLOOR_DB,
 ):
     """SpecAugment time and frequency masks (Park et al., 2019), per example.
 
@@ -178,7 +196,8 @@ def spec_augment(
         time_masks, time_width: number of time masks and largest width in frames.
         freq_masks, freq_width: number of frequency masks and largest width in
             bands.
-        fill: "floor" (`FLOOR_DB`) or "mean" (per example and channel).
+        fill: "floor" (`floor_db`) or "mean" (per example and channel).
+        floor_db: the image's value for silence (`FLOOR_DB` for the paper's frontend).
 
     Returns:
         The masked images, same shape and dtype.
@@ -213,7 +232,7 @@ def spec_augment(
     in_freq = covered(start[:, time_masks:], end[:, time_masks:], bands)
     masked = in_freq[:, :, None, None] | in_time[:, None, :, None]
     if fill == "floor":
-        value = tf.constant(FLOOR_DB, images.dtype)
+        value = tf.constant(floor_db, images.dtype)
     else:
         value = tf.reduce_mean(images, axis=[1, 2], keepdims=True)
     return tf.where(masked, value, images)

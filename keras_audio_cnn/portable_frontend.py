@@ -172,11 +172,15 @@ def _mel_matrix(sample_rate, plan):
 class PortableLogMelImage(keras.layers.Layer):
     """`[batch, num_samples]` waveforms -> the frontend's `[batch, 128, frames, 3]` image.
 
+    `KEEP_FLOAT`: `to_tflite` keeps the layer's ops in float when quantizing.
+
     The same values as `frontend.log_mel_image` (to float32 rounding), from ops
     that TFLite runs as builtins and tf2onnx converts (see the module docstring).
     `dense=True` uses one dense DFT matrix per channel instead of the split one
     (many times the work and the size; for comparison).
     """
+
+    KEEP_FLOAT = True
 
     def __init__(self, sample_rate, num_samples, dense=False, **kwargs):
         kwargs.setdefault("dtype", "float32")
@@ -321,13 +325,18 @@ def portable_model(model, sample_rate=None, num_samples=None, name=None):
             f"model {model.name!r} takes {found_samples} samples at {found_rate} Hz, "
             f"not {num_samples} at {sample_rate} Hz"
         )
+    layer = PortableLogMelImage(sample_rate, num_samples, name="portable_logmel_image")
+    return with_frontend(model, layer, name)
+
+
+def with_frontend(model, layer, name=None):
+    """`model` with `layer` computing its image (the output of "logmel_image") from the
+    waveform, and every layer after the image the model's own (the same weights)."""
     rest = keras.Model(
         model.get_layer(frontend.IMAGE_LAYER).output, model.outputs, name=f"{model.name}_rest"
     )
-    waveform = keras.Input(shape=(num_samples,), name="waveform")
-    image = PortableLogMelImage(sample_rate, num_samples, name="portable_logmel_image")(waveform)
-    outputs = rest(image)
-    return keras.Model(waveform, outputs, name=name or f"{model.name}_portable")
+    waveform = keras.Input(shape=model.input_shape[1:], name="waveform")
+    return keras.Model(waveform, rest(layer(waveform)), name=name or f"{model.name}_portable")
 
 
 def _inference_function(model, batch_size):
@@ -341,10 +350,11 @@ _QUANTIZED = (np.dtype("int8"), np.dtype("uint8"), np.dtype("int16"))
 
 
 def _frontend_layers(model):
-    """`model`'s `PortableLogMelImage` layers (nested models too)."""
+    """`model`'s frontend layers that must stay float (`KEEP_FLOAT`: `PortableLogMelImage`,
+    PANNs' `PortableLogMel`), nested models too."""
     found = []
     for layer in model.layers:
-        if isinstance(layer, PortableLogMelImage):
+        if getattr(layer, "KEEP_FLOAT", False):
             found.append(layer)
         elif isinstance(layer, keras.Model):
             found.extend(_frontend_layers(layer))
@@ -359,7 +369,7 @@ def _frontend_tensors(content, layers):
     Keras numbers a layer's scope (`portable_logmel_image_1`)."""
     scopes = [layer.name for layer in layers]
     images = {tuple(layer.compute_output_shape((None, layer.num_samples))[1:])
-              for layer in layers}
+              for layer in layers}  # every KEEP_FLOAT layer has `num_samples`
     with warnings.catch_warnings():  # tf.lite.Interpreter is deprecated; it reads names
         warnings.simplefilter("ignore", UserWarning)
         details = tf.lite.Interpreter(model_content=content).get_tensor_details()
@@ -438,6 +448,8 @@ def to_onnx(model, opset=17):
         convert_variables_to_constants_v2,
     )
 
+    import onnx
+
     frozen = convert_variables_to_constants_v2(_inference_function(model, None))
     proto, _ = tf2onnx.convert.from_graph_def(
         frozen.graph.as_graph_def(),
@@ -445,4 +457,10 @@ def to_onnx(model, opset=17):
         output_names=[tensor.name for tensor in frozen.outputs],
         opset=opset,
     )
+    try:  # tf2onnx keeps the ops it cannot convert, as nodes no ONNX runtime has
+        onnx.checker.check_model(proto)
+    except onnx.checker.ValidationError as error:
+        raise PredictionError(
+            f"the ONNX conversion of {model.name} is not a valid ONNX model "
+            f"({' '.join(str(error).split())[:200]}); nothing was written") from None
     return proto

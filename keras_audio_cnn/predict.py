@@ -5,10 +5,15 @@
     for result in predict.classify(["field/", "a.wav"], "runs/esc50_DenseNet201"):
         print(result.path, result.error or result.top(3))
 
+    # AudioSet's 527 classes, no training: PANNs CNN14's sigmoid tags
+    for result in predict.classify("street.wav", pretrained="panns_cnn14"):
+        print(result.path, result.error or result.top(5))
+
 A recording is cut into the models' clip-length windows (`audio_stream`: the
 waveform training would have stored, windows every `hop_seconds`, the last one
-zero-padded); each window's probabilities are the mean of every model's softmax,
-and a file's are the mean over its windows. Files stream through in batches of
+zero-padded); each window's probabilities are the mean of every model's softmax
+(a pretrained tagger's: each class's sigmoid), and a file's are the mean over its
+windows. Files stream through in batches of
 windows: a thread decodes the next batches (at most two ahead) while the models
 classify the current one, and no more than a block of one file, three batches
 of windows and the file being finished are held at a time.
@@ -68,15 +73,22 @@ def top_classes(probabilities, class_names, k):
     return [(class_names[i], float(probabilities[i])) for i in order]
 
 
-def classify(paths, model_dirs, *, hop_seconds=None, per_window=False,
-             batch_size=DEFAULT_BATCH_SIZE, progress=False, log=None, precision="float32"):
-    """Classifies audio files with every finished model of `model_dirs`, averaged.
+def classify(paths, model_dirs=None, *, hop_seconds=None, per_window=False,
+             batch_size=DEFAULT_BATCH_SIZE, progress=False, log=None, precision="float32",
+             pretrained=None, weights="audioset"):
+    """Classifies audio files with every finished model of `model_dirs`, averaged, or tags
+    them with a pretrained network's AudioSet classes.
 
     Args:
       paths: files and directories (walked recursively for files ending in
         `AUDIO_EXTENSIONS`, hidden entries skipped), or a single path.
       model_dirs: a run directory written by train.py, a list of them (their models
         are averaged together), or an `ensemble.Ensemble` already loaded.
+      pretrained: instead of `model_dirs`, a network of `ensemble.PRETRAINED` (e.g.
+        "panns_cnn14"): AudioSet's 527 classes, each with its own sigmoid probability,
+        in windows of 10 s (an AudioSet clip).
+      weights: with `pretrained`: "audioset" (the official checkpoint, cached after
+        its first download) or the path of a `.pth` checkpoint downloaded by hand.
       hop_seconds: seconds between windows of a recording longer than a clip
         (default: half a clip).
       per_window: also give each window's probabilities (`FileResult.windows`).
@@ -95,12 +107,21 @@ def classify(paths, model_dirs, *, hop_seconds=None, per_window=False,
 
     Raises (at once, before any file is read):
       RunDirError, PredictionError: a model directory that cannot be used.
-      ConfigError: a hop outside (0, clip].
+      ConfigError: a hop outside (0, clip]; both or neither of `model_dirs` and
+        `pretrained`.
+      ModelConfigError: pretrained weights that cannot be had (offline, a wrong file).
     """
     log = log or (lambda line: print(line, file=sys.stderr))
     paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
-    ensemble = (model_dirs if isinstance(model_dirs, ensemble_lib.Ensemble)
-                else ensemble_lib.load_ensemble(model_dirs, log=log, precision=precision))
+    if (model_dirs is None) == (pretrained is None):
+        raise ConfigError("give either the model directories of train.py runs "
+                          "(--model_dir) or a pretrained network (--pretrained), not both")
+    if isinstance(model_dirs, ensemble_lib.Ensemble):
+        ensemble = model_dirs
+    elif pretrained:
+        ensemble = ensemble_lib.pretrained(pretrained, weights, log=log, precision=precision)
+    else:
+        ensemble = ensemble_lib.load_ensemble(model_dirs, log=log, precision=precision)
     hop = audio_stream.hop_samples(hop_seconds, ensemble.sample_rate, ensemble.num_samples)
     if int(batch_size) < 1:
         raise ConfigError(f"--batch_size={batch_size} must be at least 1")
@@ -233,7 +254,8 @@ def _classify(paths, ensemble, hop, per_window, batch_size, progress):
     bar = _Progress(paths, ensemble, hop) if progress else None
     try:
         for windows, files, starts in _batches(paths, ensemble, hop, pending, batch_size):
-            probabilities = ensemble_lib.mean_probabilities(forward(windows))
+            probabilities = ensemble_lib.mean_probabilities(forward(windows),
+                                                            ensemble.activation)
             if bar:
                 bar.windows(len(probabilities))
             for p, index, start in zip(probabilities, files, starts):

@@ -123,7 +123,8 @@ class _Json(_Writer):
 
 def classify_to_output(paths, model_dirs, *, output=None, output_format="table", top_k=3,
                        per_window=False, hop_seconds=None, batch_size=None, progress=False,
-                       on_error=print, log=print, precision="float32"):
+                       on_error=print, log=print, precision="float32", pretrained=None,
+                       weights="audioset"):
     """`predict.classify` written to `output` (atomically: a temporary file renamed into
     place once every input is done) or to stdout. Returns (classified, failed)."""
     if not paths:
@@ -133,7 +134,8 @@ def classify_to_output(paths, model_dirs, *, output=None, output_format="table",
         _check_output(output)
     results = predict.classify(paths, model_dirs, hop_seconds=hop_seconds, per_window=per_window,
                                batch_size=batch_size or predict.DEFAULT_BATCH_SIZE,
-                               progress=progress, log=log, precision=precision)
+                               progress=progress, log=log, precision=precision,
+                               pretrained=pretrained, weights=weights)
     class_names = results.class_names
     options = dict(top_k=top_k, per_window=per_window, on_error=on_error)
     if not output:

@@ -20,7 +20,8 @@ from keras_audio_cnn.errors import RunError
 
 
 def image_statistics(sample_rate, num_samples, dataset):
-    """Per-channel mean and variance of the log-mel images of a dataset."""
+    """Per-channel mean and variance of the paper's log-mel images of a dataset (the
+    statistics an ImageNet backbone's normalisation standardises with)."""
     image_model = frontend.build_frontend(sample_rate, num_samples)
 
     @tf.function
@@ -121,7 +122,7 @@ def step_decay(initial, decay_epochs, decay_factor):
 
 def compile_training_model(model_options, plan, settings, *, num_classes, sample_rate,
                            num_samples, learning_rate, weight_decay, seed, mean=None,
-                           variance=None, strategy=None):
+                           variance=None, strategy=None, amsgrad=False):
     """The model train.py trains, compiled with the recipe and the device settings.
 
     Args:
@@ -130,6 +131,7 @@ def compile_training_model(model_options, plan, settings, *, num_classes, sample
             layer, and the loss.
         settings: a `devices.Settings` (dtype policy, XLA).
         learning_rate: Adam's initial learning rate (already scaled for the replicas).
+        amsgrad: Adam's AMSGrad variant (PANNs' recipe).
         weight_decay: coupled L2 weight decay (`add_weight_decay`).
         mean, variance: the training data's `image_statistics`.
         strategy: the `tf.distribute` strategy whose scope holds the variables.
@@ -161,7 +163,7 @@ def compile_training_model(model_options, plan, settings, *, num_classes, sample
         fitted = plan.training_model(model, sample_rate, seed)
         # Under mixed_float16, compile() wraps the optimizer in a LossScaleOptimizer.
         fitted.compile(
-            optimizer=keras.optimizers.Adam(learning_rate), loss=plan.loss(),
+            optimizer=keras.optimizers.Adam(learning_rate, amsgrad=amsgrad), loss=plan.loss(),
             metrics=["accuracy"], jit_compile=settings.jit_compile,
         )
     return model, fitted, build

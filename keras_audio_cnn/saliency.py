@@ -158,8 +158,8 @@ def _overlay(axes, background, vmin, vmax, heat, cmap):
     _show(axes, rgba)
 
 
-def _saliency_figure(image, gradient, cam, title, title_color):
-    """One clip: a row per window length; image, +saliency, +Grad-CAM."""
+def _saliency_figure(image, gradient, cam, title, title_color, channel_names=None):
+    """One clip: a row per channel (window length); image, +saliency, +Grad-CAM."""
     rows = image.shape[-1]
     # One scale per clip, so the rows show which window length mattered most;
     # the 99.5th percentile keeps a few extreme pixels from washing out the rest.
@@ -181,8 +181,8 @@ def _saliency_figure(image, gradient, cam, title, title_color):
     axes = np.array([[figure.add_subplot(grid[row, column]) for column in range(3)]
                      for row in range(rows)])
     for row in range(rows):
-        window = (f"{frontend.WINDOWS_MS[row]} ms window"
-                  if row < len(frontend.WINDOWS_MS) else f"channel {row}")
+        names = channel_names or [f"{ms} ms window" for ms in frontend.WINDOWS_MS]
+        window = names[row] if row < len(names) else f"channel {row}"
         spectrogram = image[..., row]
         shown = _show(axes[row, 0], spectrogram, cmap="magma", vmin=vmin, vmax=vmax)
         _overlay(axes[row, 1], spectrogram, vmin, vmax, gradient[..., row], heat_cmap)
@@ -213,14 +213,15 @@ def _saliency_figure(image, gradient, cam, title, title_color):
     return figure
 
 
-def write_saliency_figures(model, waveforms, labels, class_names, out_dir, prefix=""):
+def write_saliency_figures(model, waveforms, labels, class_names, out_dir, prefix="",
+                           channel_names=None):
     """Writes one PNG per clip showing where the model looked.
 
-    Each figure has a row per window length (25, 50, 100 ms) and three columns:
-    the log-mel image, the image with the input-gradient saliency of the
-    predicted class on top, and the image with its Grad-CAM on top. The title
-    gives the true and predicted class and the predicted probability (green when
-    right, red when wrong).
+    Each figure has a row per image channel (the paper's window lengths: 25, 50,
+    100 ms) and three columns: the log-mel image, the image with the input-gradient
+    saliency of the predicted class on top, and the image with its Grad-CAM on top.
+    The title gives the true and predicted class and the predicted probability
+    (green when right, red when wrong).
 
     Args:
         model: as for `saliency_maps`.
@@ -229,6 +230,8 @@ def write_saliency_figures(model, waveforms, labels, class_names, out_dir, prefi
         class_names: names indexed by class id.
         out_dir: directory for the PNGs, created if missing.
         prefix: prepended to each file name, e.g. "fold1_".
+        channel_names: what each image channel is (`model.channel_names`); default:
+            the paper's three window lengths.
 
     Returns:
         The PNG paths, `{out_dir}/{prefix}saliency_{i:03d}.png`, in clip order.
@@ -247,8 +250,8 @@ def write_saliency_figures(model, waveforms, labels, class_names, out_dir, prefi
                  f"(p = {probability:.2f})")
         color = "black" if not known else ("darkgreen" if int(label) == predicted else "firebrick")
         figure = _saliency_figure(
-            maps["images"][i], maps["input_gradient"][i], maps["grad_cam"][i], title, color
-        )
+            maps["images"][i], maps["input_gradient"][i], maps["grad_cam"][i], title, color,
+            channel_names)
         path = os.path.join(out_dir, f"{prefix}saliency_{i:03d}.png")
         report.save_png(figure, path, dpi=80)
         paths.append(path)

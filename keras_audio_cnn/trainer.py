@@ -24,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_audio_cnn import augment, backup, devices, export, metrics as metrics_lib, recipe
+from keras_audio_cnn import model as model_lib
 from keras_audio_cnn import rundir
 from keras_audio_cnn.errors import TrainingFailed
 
@@ -163,19 +164,21 @@ def train_model(config, source, job, strategy, settings=None):
                                             config.deterministic)
     started = datetime.datetime.now().isoformat(timespec="milliseconds")
     keras.utils.set_random_seed(job.seed)
-    plan = augment.AugmentPlan(config.augment)
+    plan = augment.AugmentPlan.of(config)
     replicas = strategy.num_replicas_in_sync
     optim = config.optim
     learning_rate = recipe.scaled_learning_rate(optim.learning_rate, optim.lr_scaling, replicas)
     data = _datasets(config, source, job, plan, replicas)
 
-    mean, variance = recipe.image_statistics(source.sample_rate, source.num_samples,
-                                             data.ordered_train)
+    mean = variance = None
+    if model_lib.family(config.model.backbone).NEEDS_IMAGE_STATISTICS:
+        mean, variance = recipe.image_statistics(source.sample_rate, source.num_samples,
+                                                 data.ordered_train)
     model, fitted, build = recipe.compile_training_model(
         config.model, plan, settings, num_classes=len(source.class_names),
         sample_rate=source.sample_rate, num_samples=source.num_samples,
         learning_rate=learning_rate, weight_decay=optim.weight_decay, seed=job.seed,
-        mean=mean, variance=variance, strategy=strategy)
+        mean=mean, variance=variance, strategy=strategy, amsgrad=optim.amsgrad)
     _fit(config, fitted, data, job, learning_rate)
     _check_finite_weights(model, optim.epochs)
     jit_compile = fitted.jit_compile  # Keras turns XLA off for layers that declare no support

@@ -57,7 +57,8 @@ def test_saved_model_cli_shows_the_signatures(exported):
     assert signatures["serve_wav"] == {"wav": ("DT_STRING", "()"), **probabilities}
     assert signatures["metadata"] == {
         "class_names": ("DT_STRING", "(2)"), "sample_rate": ("DT_INT32", "()"),
-        "num_samples": ("DT_INT32", "()"), "hop_samples": ("DT_INT32", "()")}
+        "num_samples": ("DT_INT32", "()"), "hop_samples": ("DT_INT32", "()"),
+        "activation": ("DT_STRING", "()")}
 
 
 _CALL_EVERY_SIGNATURE = """
