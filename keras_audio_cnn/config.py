@@ -100,7 +100,10 @@ class DataConfig:
     audio_dir: str | None = option(
         None, "audio_folder: a folder with one sub-folder of audio files per class.")
     sample_rate: int | None = option(
-        None, "audio_folder: sample rate to resample to (default 22050).", valid=AT_LEAST_1)
+        None, "The rate the model needs, in Hz: picks the dataset's config at that rate "
+        "(esc50 at 32000 is esc50/32000hz; a rate it lacks is refused); audio_folder: the "
+        "rate its files are resampled to (default 22050); tfds:NAME: must be its own.",
+        valid=AT_LEAST_1)
     clip_seconds: float | None = option(
         None, "audio_folder: clip length (default: the longest file, at most 10 s).",
         valid=ABOVE_0)
