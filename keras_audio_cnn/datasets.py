@@ -364,6 +364,7 @@ def _source_of(builder, dataset):
         suspect_files=suspect_files(builder),
         audio_key=audio_key,
         label_key=label_key,
+        formerly=tuple(tuple(f) for f in getattr(builder.builder_config, "formerly", ())),
     )
     if audio.shape and audio.shape[0] is not None:
         source.num_samples = int(audio.shape[0])

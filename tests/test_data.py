@@ -14,7 +14,7 @@ import tensorflow_datasets as tfds
 from tensorflow_datasets.core.features import feature as feature_lib
 
 import tfds_builders
-from keras_audio_cnn import data, datasets
+from keras_audio_cnn import data, datasets, provenance
 from tfds_builders import common, folds
 from tfds_builders.audio_folder import fake_data as folder_fake
 from tfds_builders.audio_io import AudioDataError
@@ -366,3 +366,46 @@ def test_esc50_for_a_model_at_32_khz_is_its_32000hz_config_beside_the_papers(esc
         assert record_32k["test_files"] == record["test_files"]
     x, _ = next(iter(at_32k.load(at_32k.tasks[0], "test", 3)))
     assert x.shape == (3, 160000)
+
+
+def _as_prepared_before_configs(version_dir, data_dir):
+    """A copy of ESC-50's 44100hz data as version 1.0.0 wrote it, before the builder had
+    configs: in `<data_dir>/esc50/1.0.0/`, its dataset_info.json without a config and at
+    1.0.0 (all that differs from a preparation by 1.0.0's code, compared on dummy_data)."""
+    legacy = data_dir / "esc50" / "1.0.0"
+    shutil.copytree(version_dir, legacy)
+    info = json.loads((legacy / "dataset_info.json").read_text())
+    del info["configName"], info["configDescription"]
+    info.update(version="1.0.0", releaseNotes={"1.0.0": info["releaseNotes"]["1.0.0"]})
+    (legacy / "dataset_info.json").write_text(json.dumps(info))
+    return legacy
+
+
+def test_esc50_prepared_before_its_configs_still_opens_and_its_models_still_check(
+        esc50_at_two_rates):
+    data_dir, default, at_32k = esc50_at_two_rates
+    legacy = _as_prepared_before_configs(os.fspath(default.builder.data_dir), data_dir)
+    old = datasets.open_prepared(str(data_dir), "esc50", None, "1.0.0")  # an old record's data
+    assert os.fspath(old.builder.data_dir) == str(legacy)
+    for field in ("sample_rate", "num_samples", "class_names", "tasks"):
+        assert getattr(old, field) == getattr(default, field), field
+    # open_source goes on using the 44100hz config beside it.
+    again = datasets.open_source("esc50", str(data_dir), str(ESC50_DUMMY))
+    assert again.builder.data_dir == default.builder.data_dir
+
+    # A model trained on 1.0.0 recorded config None: 44100hz holds those examples.
+    for task in old.tasks:
+        recorded = {"data": old.data_record(task)}
+        assert (recorded["data"]["config"], recorded["data"]["version"]) == (None, "1.0.0")
+        assert provenance.problem("run", recorded, default, task) is None
+        assert provenance.problem("run", recorded, at_32k, task) == (
+            "run was trained on other data than esc50 holds now: prepared as config None "
+            "then, 32000hz now; prepared as version 1.0.0 then, 1.1.0 now")
+    # Only for the examples of 1.0.0, and still only if they are the same clips.
+    recorded["data"]["parts"]["test"]["fingerprint"] = "0" * 64
+    assert "its test part differs" in provenance.problem("run", recorded, default, task)
+    # A model of another rate is refused, although its clips have the same file names.
+    recorded = {"data": at_32k.data_record(task)}
+    assert provenance.problem("run", recorded, default, task) == (
+        "run was trained on other data than esc50 holds now: prepared as config 32000hz "
+        "then, 44100hz now")
