@@ -105,8 +105,12 @@ class DataConfig:
     audio_dir: str | None = option(
         None, "audio_folder: a folder with one sub-folder of audio files per class.")
     sample_rate: int | None = option(
-        None, "audio_folder: sample rate to resample to (default: the backbone's rate, "
-        "e.g. 32000 for panns_cnn14, else 22050).", valid=AT_LEAST_1)
+        None, "The rate the data is prepared at, in Hz (default: the backbone's, e.g. 32000 "
+        "for panns_cnn14; ImageNet backbones: the dataset's own): picks the dataset's config "
+        "at that rate (esc50 at 32000 is esc50/32000hz; a rate it lacks is refused); "
+        "audio_folder: the rate its files are resampled to (default 22050); tfds:NAME: must "
+        "be its own.",
+        valid=AT_LEAST_1)
     clip_seconds: float | None = option(
         None, "audio_folder: clip length (default: the longest file, at most 10 s).",
         valid=ABOVE_0)

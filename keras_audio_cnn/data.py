@@ -59,6 +59,10 @@ class Source:
     # For carved folds: the assignment that made them, `tfds_builders.folds.FOLD_ASSIGNMENT`;
     # None for datasets with their own folds or splits.
     fold_assignment: str | None = None
+    # (config, version) of earlier preparations that hold exactly these examples
+    # (`tfds_builders.common.RateConfig.formerly`, e.g. ESC-50 prepared as 1.0.0
+    # without a config): a model recorded on one is checked as if recorded on this.
+    formerly: tuple = ()
     # Set by `detached`: where `reopened` finds the prepared data.
     prepared_dir: str | None = None
     # {split: (file names or None, identities) of its examples, in order}, filled

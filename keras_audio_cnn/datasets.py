@@ -12,6 +12,13 @@ A dataset's protocol is a list of `data.Task`s, one model each:
 - catalog datasets with only `train`: deterministic stratified folds over it
   (`tfds_builders.folds`).
 
+`sample_rate` is the rate the model needs. The builders here offer each protocol
+at several rates, one config each (`tfds_builders.common.RateConfig`), resampled
+once, at preparation: a rate picks the config of the named protocol at that rate
+(`esc50` at 32000 Hz is `esc50/32000hz`). An audio folder is resampled to any
+rate; a TFDS catalog dataset has its own, which TFDS's preparation cannot change.
+`available_rates` tells the rates of a name before anything is prepared.
+
 `open_source` prepares a dataset (or reuses it) and returns its `data.Source`;
 `open_prepared` opens prepared data again without the source data it was made from.
 """
@@ -45,23 +52,134 @@ def _known(dataset):
     return base in DATASETS or dataset.startswith(CATALOG_PREFIX)
 
 
-def check_dataset_name(dataset, audio_dir=None):
-    """Raises `AudioDataError` for a dataset name no builder serves."""
+def _check_known(dataset):
     if not _known(dataset):
         raise AudioDataError(
             f"unknown dataset {dataset!r}; choose one of: {', '.join(DATASETS)}, "
             f"or {CATALOG_PREFIX}NAME for a TFDS catalog audio dataset"
         )
+
+
+def check_dataset_name(dataset, audio_dir=None, sample_rate=None):
+    """Raises `AudioDataError` for a dataset name no builder serves, or (for the
+    builders here) does not serve at `sample_rate`; makes no builder."""
+    _check_known(dataset)
     if dataset == "audio_folder" and not audio_dir:
         raise AudioDataError(
             "--dataset=audio_folder needs --audio_dir=PATH: a folder with one sub-folder "
             "of audio files per class"
         )
+    builder_name(dataset, sample_rate)
+
+
+def _ours(dataset):
+    return dataset.split("/")[0] in tfds_builders.DATASETS
+
+
+def _named_config(dataset):
+    """The config a name of a builder here asks for (the one it names, or the default
+    one), whether it names one, and the configs of its protocol by rate."""
+    base, _, name = dataset.partition("/")
+    builder_class = tfds_builders.builder_class(base)
+    configs = {config.name: config for config in builder_class.BUILDER_CONFIGS}
+    if name and name not in configs:
+        raise AudioDataError(
+            f"unknown dataset {dataset!r}: {base} has no config {name!r}; choose one of "
+            f"{', '.join(f'{base}/{n}' for n in configs)}"
+        )
+    config = configs[name or builder_class.DEFAULT_BUILDER_CONFIG_NAME]
+    by_rate = {c.sample_rate: c for c in configs.values() if c.protocol == config.protocol}
+    return config, bool(name), by_rate
+
+
+def available_rates(dataset):
+    """The sample rates (Hz) the dataset named `dataset` can be had at, known without
+    preparing anything or making a builder, so that a model's rate can be checked first.
+
+    - A builder here: the rates of its configs of the protocol named (sorted), e.g.
+      `esc50` -> (16000, 32000, 44100), `gtzan/fault_filtered` -> (16000, 22050,
+      32000); a name whose config names its rate has only that one
+      (`urbansound8k/44100hz` -> (44100,)).
+    - `audio_folder`: None, any rate (its files are resampled to `sample_rate`).
+    - `tfds:NAME`: None, not known here; its builder declares it, and `open_source`
+      (`make_builder`) refuses another rate before preparing anything.
+
+    Raises:
+      AudioDataError: an unknown dataset or config.
+    """
+    _check_known(dataset)
+    if not _ours(dataset):
+        return None
+    config, named, by_rate = _named_config(dataset)
+    if named and config.names_rate:
+        return (config.sample_rate,)
+    return tuple(sorted(by_rate))
+
+
+def builder_name(dataset, sample_rate=None):
+    """The name (`base/config`) whose builder serves `dataset` to a model at `sample_rate`.
+
+    For a builder here, None keeps the name (its config, or the default one); a rate
+    picks the config of the same protocol at that rate (`esc50` -> `esc50/32000hz`,
+    `gtzan/fault_filtered` -> `gtzan/fault_filtered_32000hz`). Other names are
+    returned as they are (see `make_builder` for a catalog dataset's rate).
+
+    Raises:
+      AudioDataError: an unknown config; a rate no config of the protocol offers; a
+        name whose config names another rate (`urbansound8k/44100hz` at 32000 Hz).
+    """
+    if not _ours(dataset):
+        return dataset
+    config, named, by_rate = _named_config(dataset)
+    if sample_rate is None:
+        return dataset
+    base = dataset.partition("/")[0]
+    if sample_rate not in by_rate:
+        rates = sorted(by_rate)
+        offered = f"{', '.join(map(str, rates[:-1]))} or {rates[-1]}" if len(rates) > 1 \
+            else str(rates[0])
+        raise AudioDataError(
+            f"dataset {dataset!r} has no config at {sample_rate} Hz, the rate the model "
+            f"needs; it is offered at {offered} Hz: use a model (or --sample_rate) at one "
+            "of those rates"
+        )
+    if named and config.names_rate and config.sample_rate != sample_rate:
+        rate_left_out = f"{base}/{config.protocol}" if config.protocol else base
+        raise AudioDataError(
+            f"dataset {dataset!r} names clips at {config.sample_rate} Hz but the model "
+            f"needs {sample_rate} Hz; use {base}/{by_rate[sample_rate].name}, or leave the "
+            f"rate out of the name ({rate_left_out})"
+        )
+    return f"{base}/{by_rate[sample_rate].name}"
+
+
+def _check_catalog_rate(builder, dataset, sample_rate):
+    """Refuses a catalog dataset whose clips are not at `sample_rate` (TFDS prepares it
+    as it is: nothing here can resample it)."""
+    audio_key, _ = _supervised_keys(builder, dataset)
+    rate = builder.info.features[audio_key].sample_rate
+    if rate != sample_rate:
+        has = f"holds clips at {rate} Hz" if rate else "does not say its sample rate"
+        raise AudioDataError(
+            f"dataset {dataset!r} {has} but the model needs {sample_rate} Hz, and TFDS "
+            "prepares a catalog dataset without resampling it; copy its audio into a "
+            "folder with one sub-folder per class and use --dataset=audio_folder "
+            f"--audio_dir=PATH --sample_rate={sample_rate}"
+        )
 
 
 def make_builder(dataset, data_dir=None, *, audio_dir=None, sample_rate=None,
                  clip_seconds=None, num_folds=None):
-    """The TFDS builder of a dataset name (`esc50`, `gtzan/fault_filtered`, `tfds:NAME`)."""
+    """The TFDS builder of a dataset name (`esc50`, `gtzan/fault_filtered`, `tfds:NAME`)
+    for a model at `sample_rate` (None: the dataset's own rate).
+
+    A builder here gives the config of `builder_name(dataset, sample_rate)`; an audio
+    folder is resampled to `sample_rate` (default 22050 Hz); a catalog dataset at
+    another rate than `sample_rate` is refused. Nothing is prepared.
+
+    Raises:
+      AudioDataError: an unknown dataset or config, or a rate it cannot be had at.
+    """
     if dataset == "audio_folder":
         from tfds_builders.audio_folder import builder as folder
 
@@ -69,15 +187,18 @@ def make_builder(dataset, data_dir=None, *, audio_dir=None, sample_rate=None,
             sample_rate=sample_rate, clip_seconds=clip_seconds, num_folds=num_folds
         ).items() if v is not None}
         return folder.make_builder(audio_dir, data_dir=data_dir, **options)
+    if _ours(dataset):
+        return tfds_builders.builder(builder_name(dataset, sample_rate), data_dir=data_dir)
     try:
-        if dataset.split("/")[0] in tfds_builders.DATASETS:
-            return tfds_builders.builder(dataset, data_dir=data_dir)
-        return tfds.builder(dataset.removeprefix(CATALOG_PREFIX), data_dir=data_dir)
+        builder = tfds.builder(dataset.removeprefix(CATALOG_PREFIX), data_dir=data_dir)
     except tfds.core.registered.DatasetNotFoundError as error:
         raise AudioDataError(
             f"unknown dataset {dataset!r}: {str(error).splitlines()[0]}") from error
     except ValueError as error:  # e.g. an unknown builder config
         raise AudioDataError(f"dataset {dataset!r}: {' '.join(str(error).split())}") from error
+    if sample_rate is not None:
+        _check_catalog_rate(builder, dataset, sample_rate)
+    return builder
 
 
 def _supervised_keys(builder, dataset):
@@ -113,7 +234,7 @@ def planned_tasks(dataset, num_folds=None):
         from tfds_builders.audio_folder import options
 
         names = [f"fold{k}" for k in range(1, (num_folds or options.DEFAULT_NUM_FOLDS) + 1)]
-    elif dataset.split("/")[0] in tfds_builders.DATASETS:
+    elif _ours(dataset):
         names = make_builder(dataset).split_names()
     else:
         return None
@@ -172,12 +293,15 @@ def open_source(dataset, data_dir=None, manual_dir=None, *, audio_dir=None,
                 sample_rate=None, clip_seconds=None, num_folds=None):
     """Prepares a dataset (downloading or reading `manual_dir`) and returns its `Source`.
 
-    A dataset another process is preparing in `data_dir` is waited for and
-    reused. On failure what this call created under `data_dir` is removed (and
+    `sample_rate` is the rate the model needs (None: the dataset's own; see
+    `make_builder`): a rate the dataset cannot be had at is refused before anything
+    is prepared or downloaded. `Source.name` stays `dataset` as given; the config
+    chosen is the builder's (`Source.data_record`). A dataset another process is
+    preparing in `data_dir` is waited for and reused. On failure what this call created under `data_dir` is removed (and
     nothing of other processes' work), so a retry starts clean, and the error
     is an `AudioDataError` with one line.
     """
-    check_dataset_name(dataset, audio_dir)
+    check_dataset_name(dataset, audio_dir, sample_rate)
     if manual_dir is not None and not os.path.isdir(manual_dir):
         raise AudioDataError(
             f"--manual_dir={manual_dir} is not a directory; create it and put the "
@@ -240,6 +364,7 @@ def _source_of(builder, dataset):
         suspect_files=suspect_files(builder),
         audio_key=audio_key,
         label_key=label_key,
+        formerly=tuple(tuple(f) for f in getattr(builder.builder_config, "formerly", ())),
     )
     if audio.shape and audio.shape[0] is not None:
         source.num_samples = int(audio.shape[0])

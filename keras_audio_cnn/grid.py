@@ -86,7 +86,8 @@ def check_options(config):
         from keras_audio_cnn import ray_runner
 
         ray_runner.import_ray()  # Ray is an optional dependency: say so before data work
-    datasets.check_dataset_name(config.data.dataset, config.data.audio_dir)
+    datasets.check_dataset_name(config.data.dataset, config.data.audio_dir,
+                                model_lib.data_sample_rate(config))
     planned = datasets.planned_tasks(config.data.dataset, config.data.num_folds)
     if planned:  # --folds=9 of ESC-50, before a 600 MB download
         select_tasks(planned, list(config.folds), config.data.dataset)

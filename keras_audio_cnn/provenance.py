@@ -6,18 +6,22 @@ examples of each part of the task. Before a model is evaluated, ensembled or kep
 rerun, its record is compared with the data at hand; any difference is one line that
 says what changed. A model recorded no data before this check existed: for
 datasets with official folds (fixed by the builder's version) it is accepted; an
-audio folder's folds were dealt another way then, so it is refused.
+audio folder's folds were dealt another way then, so it is refused. A record of an
+earlier preparation that the builder declares holds exactly the examples of its
+config now (`data.Source.formerly`: ESC-50 prepared as version 1.0.0, before it had
+configs, is `esc50/44100hz`) is compared as if it were of that config.
 """
 
 _LEGACY_REFUSED = ("audio_folder",)  # datasets whose old models cannot be checked
 
 
-def change(recorded, current):
+def change(recorded, current, formerly=()):
     """What differs between two `data_record`s (one phrase), or None.
 
     Which examples changed comes first (an audio folder's config name changes with
     every change of its files, so that alone says little); then the prepared
-    dataset's config or version.
+    dataset's config or version, unless the recorded `(config, version)` is one of
+    `formerly`: earlier preparations holding exactly the examples of `current`'s.
     """
     changes = []
     for part, then in recorded.get("parts", {}).items():
@@ -30,7 +34,8 @@ def change(recorded, current):
     if changes and (added or removed):
         example = (added or removed)[0]
         changes.append(f"test files: {len(added)} added, {len(removed)} removed, e.g. {example}")
-    for key in ("config", "version"):
+    same_examples = (recorded.get("config"), recorded.get("version")) in formerly
+    for key in () if same_examples else ("config", "version"):
         if recorded.get(key) != current.get(key):
             changes.append(f"prepared as {key} {recorded.get(key)} then, {current.get(key)} now")
     return "; ".join(changes) or None
@@ -46,7 +51,7 @@ def problem(run_dir, model_metrics, source, task):
                     f"of {source.name} were dealt another way: its test fold would now hold "
                     "clips it trained on")
         return None
-    difference = change(recorded, source.data_record(task))
+    difference = change(recorded, source.data_record(task), source.formerly)
     if difference:
         return f"{run_dir} was trained on other data than {source.name} holds now: {difference}"
     return None

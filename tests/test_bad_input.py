@@ -126,6 +126,22 @@ def test_folds_a_dataset_lacks_are_refused_before_any_download_or_preparation(
     assert "Downloading" not in result.stdout + result.stderr
 
 
+@pytest.mark.parametrize("dataset, rate, fragment", [
+    ("esc50", 22050, "dataset 'esc50' has no config at 22050 Hz, the rate the model needs; it "
+     "is offered at 16000, 32000 or 44100 Hz"),
+    ("urbansound8k/44100hz", 32000, "use urbansound8k/32000hz, or leave the rate out of the "
+     "name (urbansound8k)"),
+])
+def test_a_rate_a_dataset_lacks_is_refused_before_any_download_or_preparation(
+        dataset, rate, fragment, tmp_path, run_cli, assert_one_line_error):
+    result = run_cli("train.py", f"--dataset={dataset}", f"--sample_rate={rate}",
+                     "--backbone=MobileNetV3Small", "--weights=none",
+                     f"--data_dir={tmp_path / 'd'}", f"--model_dir={tmp_path / 'm'}", check=False)
+    assert_one_line_error(result, "train.py", fragment)
+    assert os.listdir(tmp_path) == []
+    assert "Downloading" not in result.stdout + result.stderr
+
+
 def test_no_space_left_anywhere_is_one_line_naming_the_file():
     import errno
 

@@ -3,6 +3,7 @@
 import hashlib
 import json
 import os
+import pathlib
 import shutil
 from unittest import mock
 
@@ -12,10 +13,15 @@ import soundfile as sf
 import tensorflow_datasets as tfds
 from tensorflow_datasets.core.features import feature as feature_lib
 
-from keras_audio_cnn import data, datasets
+import tfds_builders
+from keras_audio_cnn import data, datasets, provenance
 from tfds_builders import common, folds
 from tfds_builders.audio_folder import fake_data as folder_fake
 from tfds_builders.audio_io import AudioDataError
+from tfds_builders.esc50 import esc50_dataset_builder
+
+# The committed dummy ESC-50 (3 classes x 5 folds of 10 ms clips), as a manual_dir.
+ESC50_DUMMY = pathlib.Path(esc50_dataset_builder.__file__).parent / "dummy_data" / "manual_folder"
 
 
 class FakeBuilder:
@@ -240,3 +246,166 @@ def test_open_prepared_gives_carved_folds_as_open_source_does(spoken_digit, tmp_
         f"dataset gtzan/fault_filtered, config fault_filtered, version 1.0.0 is not prepared in "
         f"{tmp_path} (no {tmp_path}/gtzan/fault_filtered/1.0.0); prepare it again from its "
         "source data with the same options")
+
+
+@pytest.mark.parametrize("dataset, rates", [
+    ("esc50", (16000, 32000, 44100)),
+    ("esc50/32000hz", (32000,)),
+    ("urbansound8k", (16000, 22050, 32000, 44100)),
+    ("urbansound8k/44100hz", (44100,)),
+    ("gtzan", (16000, 22050, 32000)),
+    ("gtzan/fault_filtered", (16000, 22050, 32000)),
+    ("gtzan/folds_16000hz", (16000,)),
+    ("audio_folder", None),  # any rate: its files are resampled to it
+    ("tfds:spoken_digit", None),  # its builder says; open_source refuses another
+])
+def test_available_rates_are_told_without_making_a_builder_and_each_is_served(
+        dataset, rates, tmp_path):
+    with mock.patch.object(tfds_builders, "builder", side_effect=AssertionError), \
+            mock.patch.object(tfds, "builder", side_effect=AssertionError):
+        assert datasets.available_rates(dataset) == rates
+    for rate in rates or ():
+        audio = datasets.make_builder(dataset, str(tmp_path), sample_rate=rate).info.features["audio"]
+        assert audio.sample_rate == rate
+    with pytest.raises(AudioDataError, match="unknown dataset 'esc5'"):
+        datasets.available_rates("esc5")
+
+
+@pytest.mark.parametrize("dataset, rate, config", [
+    ("esc50", None, "44100hz"),  # train.py --dataset=esc50: 44.1 kHz, as before
+    ("esc50", 44100, "44100hz"),
+    ("esc50", 32000, "32000hz"),
+    ("esc50/16000hz", 16000, "16000hz"),
+    ("urbansound8k", None, "22050hz"),
+    ("urbansound8k", 16000, "16000hz"),
+    ("urbansound8k/44100hz", 44100, "44100hz"),
+    ("gtzan", 32000, "folds_32000hz"),
+    ("gtzan/fault_filtered", None, "fault_filtered"),
+    ("gtzan/fault_filtered", 22050, "fault_filtered"),
+    ("gtzan/fault_filtered", 32000, "fault_filtered_32000hz"),
+    ("gtzan/fault_filtered_16000hz", 16000, "fault_filtered_16000hz"),
+])
+def test_a_rate_picks_the_config_of_the_named_protocol_at_that_rate(dataset, rate, config,
+                                                                    tmp_path):
+    builder = datasets.make_builder(dataset, str(tmp_path), sample_rate=rate)
+    assert builder.builder_config.name == config
+    seconds = {"esc50": 5, "urbansound8k": 4, "gtzan": 30}[builder.name]
+    audio = builder.info.features["audio"]
+    assert audio.shape == (seconds * audio.sample_rate,)
+    assert audio.sample_rate == (rate or builder.builder_config.sample_rate)
+    # The protocol is the named one's, at every rate, known before preparation.
+    chosen = datasets.planned_tasks(f"{builder.name}/{config}")
+    assert chosen == datasets.planned_tasks(dataset)
+    assert [t.name for t in chosen] == (["test"] if "fault_filtered" in config else
+                                        [f"fold{k}" for k in range(1, len(chosen) + 1)])
+    assert not os.listdir(tmp_path)
+
+
+@pytest.mark.parametrize("dataset, rate, message", [
+    ("urbansound8k/44100hz", 32000,
+     "dataset 'urbansound8k/44100hz' names clips at 44100 Hz but the model needs 32000 Hz; use "
+     "urbansound8k/32000hz, or leave the rate out of the name (urbansound8k)"),
+    ("gtzan/fault_filtered_16000hz", 32000,
+     "dataset 'gtzan/fault_filtered_16000hz' names clips at 16000 Hz but the model needs "
+     "32000 Hz; use gtzan/fault_filtered_32000hz, or leave the rate out of the name "
+     "(gtzan/fault_filtered)"),
+    ("esc50", 22050,
+     "dataset 'esc50' has no config at 22050 Hz, the rate the model needs; it is offered at "
+     "16000, 32000 or 44100 Hz: use a model (or --sample_rate) at one of those rates"),
+    ("gtzan/fault_filtered", 44100,
+     "dataset 'gtzan/fault_filtered' has no config at 44100 Hz, the rate the model needs; it is "
+     "offered at 16000, 22050 or 32000 Hz: use a model (or --sample_rate) at one of those rates"),
+    ("esc50/22050hz", None,
+     "unknown dataset 'esc50/22050hz': esc50 has no config '22050hz'; choose one of "
+     "esc50/44100hz, esc50/32000hz, esc50/16000hz"),
+])
+def test_a_rate_a_dataset_cannot_be_had_at_is_one_line_before_anything_is_written(
+        dataset, rate, message, tmp_path):
+    for make in (datasets.open_source, datasets.make_builder):
+        with pytest.raises(AudioDataError) as error:
+            make(dataset, str(tmp_path / "d"), sample_rate=rate)
+        assert str(error.value) == message
+    assert not (tmp_path / "d").exists()
+
+
+def test_a_catalog_dataset_at_another_rate_is_refused_before_its_preparation(spoken_digit,
+                                                                             tmp_path):
+    with pytest.raises(AudioDataError) as error:  # offline: a download would fail otherwise
+        datasets.open_source("tfds:spoken_digit", str(tmp_path / "d"), sample_rate=16000)
+    assert str(error.value) == (
+        "dataset 'tfds:spoken_digit' holds clips at 8000 Hz but the model needs 16000 Hz, and "
+        "TFDS prepares a catalog dataset without resampling it; copy its audio into a folder "
+        "with one sub-folder per class and use --dataset=audio_folder --audio_dir=PATH "
+        "--sample_rate=16000")
+    assert not (tmp_path / "d").exists()
+    data_dir = os.fspath(spoken_digit.builder.data_dir_root)
+    again = datasets.open_source("tfds:spoken_digit", data_dir, sample_rate=8000)  # its own rate
+    assert again.builder.data_dir == spoken_digit.builder.data_dir
+
+
+@pytest.fixture(scope="module")
+def esc50_at_two_rates(tmp_path_factory):
+    """The dummy ESC-50 prepared as `esc50` and for a model at 32 kHz, in one data_dir."""
+    data_dir = tmp_path_factory.mktemp("tfds")
+    default = datasets.open_source("esc50", str(data_dir), str(ESC50_DUMMY))
+    at_32k = datasets.open_source("esc50", str(data_dir), str(ESC50_DUMMY), sample_rate=32000)
+    return data_dir, default, at_32k
+
+
+def test_esc50_for_a_model_at_32_khz_is_its_32000hz_config_beside_the_papers(esc50_at_two_rates):
+    data_dir, default, at_32k = esc50_at_two_rates
+    assert (default.sample_rate, default.num_samples) == (44100, 220500)
+    assert (at_32k.sample_rate, at_32k.num_samples) == (32000, 160000)
+    assert os.fspath(default.builder.data_dir) == str(data_dir / "esc50" / "44100hz" / "1.1.0")
+    assert os.fspath(at_32k.builder.data_dir) == str(data_dir / "esc50" / "32000hz" / "1.1.0")
+    assert at_32k.name == "esc50" and at_32k.tasks == default.tasks
+    for task in default.tasks:  # the same clips in each fold, at another rate
+        record, record_32k = default.data_record(task), at_32k.data_record(task)
+        assert (record_32k["config"], record_32k["version"]) == ("32000hz", "1.1.0")
+        assert record_32k["parts"] == record["parts"]
+        assert record_32k["test_files"] == record["test_files"]
+    x, _ = next(iter(at_32k.load(at_32k.tasks[0], "test", 3)))
+    assert x.shape == (3, 160000)
+
+
+def _as_prepared_before_configs(version_dir, data_dir):
+    """A copy of ESC-50's 44100hz data as version 1.0.0 wrote it, before the builder had
+    configs: in `<data_dir>/esc50/1.0.0/`, its dataset_info.json without a config and at
+    1.0.0 (all that differs from a preparation by 1.0.0's code, compared on dummy_data)."""
+    legacy = data_dir / "esc50" / "1.0.0"
+    shutil.copytree(version_dir, legacy)
+    info = json.loads((legacy / "dataset_info.json").read_text())
+    del info["configName"], info["configDescription"]
+    info.update(version="1.0.0", releaseNotes={"1.0.0": info["releaseNotes"]["1.0.0"]})
+    (legacy / "dataset_info.json").write_text(json.dumps(info))
+    return legacy
+
+
+def test_esc50_prepared_before_its_configs_still_opens_and_its_models_still_check(
+        esc50_at_two_rates):
+    data_dir, default, at_32k = esc50_at_two_rates
+    legacy = _as_prepared_before_configs(os.fspath(default.builder.data_dir), data_dir)
+    old = datasets.open_prepared(str(data_dir), "esc50", None, "1.0.0")  # an old record's data
+    assert os.fspath(old.builder.data_dir) == str(legacy)
+    for field in ("sample_rate", "num_samples", "class_names", "tasks"):
+        assert getattr(old, field) == getattr(default, field), field
+    # open_source goes on using the 44100hz config beside it.
+    again = datasets.open_source("esc50", str(data_dir), str(ESC50_DUMMY))
+    assert again.builder.data_dir == default.builder.data_dir
+
+    # A model trained on 1.0.0 recorded config None: 44100hz holds those examples.
+    for task in old.tasks:
+        recorded = {"data": old.data_record(task)}
+        assert (recorded["data"]["config"], recorded["data"]["version"]) == (None, "1.0.0")
+        assert provenance.problem("run", recorded, default, task) is None
+        assert provenance.problem("run", recorded, at_32k, task) == (
+            "run was trained on other data than esc50 holds now: prepared as config None "
+            "then, 32000hz now; prepared as version 1.0.0 then, 1.1.0 now")
+    # Only for the examples of 1.0.0, and still only if they are the same clips.
+    recorded["data"]["parts"]["test"]["fingerprint"] = "0" * 64
+    assert "its test part differs" in provenance.problem("run", recorded, default, task)
+    # A model of another rate is refused, although its clips have the same file names.
+    recorded = {"data": at_32k.data_record(task)}
+    assert provenance.problem("run", recorded, default, task) == (
+        "run was trained on other data than esc50 holds now: prepared as config 32000hz "
+        "then, 44100hz now")

@@ -191,3 +191,33 @@ def test_killed_preparations_leave_copies_the_next_one_removes_not_other_dataset
                                  sample_rate=RATE, num_folds=2)
     assert again.builder.data_dir == source.builder.data_dir
     assert not planted[0].exists() and planted[2].exists()
+
+
+def test_a_config_of_esc50_prepared_beside_its_data_from_before_configs_leaves_that_data(
+        tmp_path):
+    # ESC-50 1.0.0 had no config: its data is <data_dir>/esc50/1.0.0/, the folder that
+    # holds the configs' folders now. Preparing one of them, failing or not, leaves it.
+    from tfds_builders.esc50 import fake_data as esc50_fake
+
+    data_dir = tmp_path / "tfds"
+    legacy = data_dir / "esc50" / "1.0.0"
+    legacy.mkdir(parents=True)
+    (legacy / "dataset_info.json").write_text("{}")
+    (legacy / "esc50-fold1.tfrecord-00000-of-00001").write_bytes(b"prepared by 1.0.0")
+    before = sorted(p.name for p in legacy.iterdir())
+    top = esc50_fake.write_fake_esc50(tmp_path / "manual", classes=(0, 1), seconds=0.01)
+    corrupt = sorted((top / "audio").iterdir())[0]
+    intact = corrupt.read_bytes()
+    corrupt.write_bytes(b"not audio")
+    with pytest.raises(AudioDataError, match=f"cannot decode audio file {corrupt}"):
+        datasets.open_source("esc50", str(data_dir), str(tmp_path / "manual"), sample_rate=32000)
+    assert sorted(p.name for p in legacy.iterdir()) == before
+    assert "32000hz" not in os.listdir(data_dir / "esc50") and _leftovers(data_dir) == []
+
+    corrupt.write_bytes(intact)
+    source = datasets.open_source("esc50", str(data_dir), str(tmp_path / "manual"),
+                                  sample_rate=32000)
+    assert os.fspath(source.builder.data_dir) == str(data_dir / "esc50" / "32000hz" / "1.1.0")
+    assert source.builder.info.splits.total_num_examples == 10
+    assert sorted(p.name for p in legacy.iterdir()) == before
+    assert (legacy / "esc50-fold1.tfrecord-00000-of-00001").read_bytes() == b"prepared by 1.0.0"

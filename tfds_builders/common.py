@@ -1,5 +1,7 @@
 """What the audio builders share: int16 audio stored as bytes, archive sources,
-and the record of suspect files."""
+configs by clip rate, and the record of suspect files."""
+
+import dataclasses
 
 from absl import logging
 from etils import epath
@@ -18,6 +20,48 @@ _PROBE_TIMEOUT = (5, 10)
 # kept although `audio_io.load_clip_checked` found them suspect. Saved with the
 # prepared dataset (metadata.json); data prepared before it existed lacks it.
 SUSPECT_FILES = "suspect_files"
+# The rates every builder here also offers its clips at, besides its own: those of
+# AudioSet-pretrained networks (PANNs' CNN14 at 32 kHz, and its 16 kHz variant),
+# whose frontends work only at the rate they were trained at.
+PRETRAINED_RATES = (16000, 32000)
+
+
+@dataclasses.dataclass(eq=False)
+class RateConfig(tfds.core.BuilderConfig):
+    """A config of a builder here: the rate of its clips, and which protocol it is.
+
+    Each protocol of a builder (its splits) is offered at several rates; a clip at
+    another rate than its file's is resampled once, while the dataset is prepared
+    (`audio_io.load_clip`), so that training never resamples. A config's clips are
+    always the dataset's clip length in seconds, at `sample_rate`.
+
+    Attributes:
+      sample_rate: rate of the stored clips, in Hz.
+      protocol: which splits the config makes, for a builder with several
+        (GTZAN's "folds" and "fault_filtered"); None for a builder with one. A
+        config named after its protocol alone (`gtzan/fault_filtered`) names no
+        rate; any other name (`gtzan/fault_filtered_32000hz`, `esc50/44100hz`)
+        names its rate.
+      formerly: `(config, version)` of earlier preparations that hold exactly
+        this config's examples, e.g. `((None, "1.0.0"),)` for ESC-50's
+        `44100hz`, prepared without a config before the builder had configs. A
+        model recorded on one of them (`keras_audio_cnn.provenance`) is checked
+        against this config as if recorded on it.
+    """
+
+    sample_rate: int = 0
+    protocol: str | None = None
+    formerly: tuple = ()
+
+    @property
+    def names_rate(self):
+        """Whether the config's name says its rate (see `protocol`)."""
+        return self.name != self.protocol
+
+
+def rate_config_name(rate, protocol=None):
+    """The name of the config of `protocol` at `rate`: `32000hz`, `folds_32000hz`."""
+    return f"{protocol}_{rate}hz" if protocol else f"{rate}hz"
 
 
 def metadata(**entries):

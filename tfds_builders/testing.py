@@ -4,7 +4,10 @@ import pathlib
 import time
 from unittest import mock
 
+import numpy as np
 import requests
+import soundfile as sf
+import soxr
 import tensorflow_datasets as tfds
 
 from tfds_builders import common
@@ -53,3 +56,50 @@ class ArchiveBuilderErrorTestCase(tfds.testing.TestCase):
         self.assertIn(self.BUILDER.URL, message)
         self.assertIn(f"{self.tmp_dir}/downloads/manual/", message)
         return message
+
+
+def resampled_reference(path, rate):
+    """A source file as a clip at `rate` should begin, computed apart from `audio_io`:
+    its channels averaged, resampled with soxr's HQ quality (what librosa's
+    "soxr_hq" runs) to `ceil(frames * rate / file rate)` samples, as int16."""
+    data, file_rate = sf.read(path, dtype="float64", always_2d=True)
+    mono = data.mean(axis=1)
+    length = -(-len(mono) * rate // file_rate)
+    if file_rate != rate:
+        mono = soxr.resample(mono, file_rate, rate, quality="HQ")
+    mono = np.pad(mono, (0, max(0, length - len(mono))))[:length]
+    return np.clip(np.round(mono * 32768), -32768, 32767).astype(np.int16)
+
+
+class ResampledClipChecks:
+    """Mixed into a `DatasetBuilderTestCase` of configs at other rates than their
+    source files: after TFDS's own checks, the config's clips must hold
+    `CLIP_SECONDS * sample_rate` samples, begin with their source file resampled to
+    the config's rate (`resampled_reference`, within 1 of 32768) and be silent after
+    it. Subclasses set `CLIP_SECONDS` and `source_path(example)`, the file in
+    `EXAMPLE_DIR` an example was made from.
+    """
+
+    CLIP_SECONDS = None
+
+    def source_path(self, example):
+        raise NotImplementedError
+
+    def _download_and_prepare_as_dataset(self, builder):
+        super()._download_and_prepare_as_dataset(builder)
+        rate = builder.builder_config.sample_rate
+        length = self.CLIP_SECONDS * rate
+        audio = builder.info.features["audio"]
+        self.assertEqual((audio.sample_rate, audio.shape), (rate, (length,)))
+        resampled = 0
+        every_split = "+".join(builder.info.splits)  # One reading: TFDS's are many.
+        for example in tfds.as_numpy(builder.as_dataset(split=every_split)):
+            path = self.source_path(example)
+            expected = resampled_reference(path, rate)
+            clip = example["audio"]
+            self.assertEqual((clip.dtype, clip.shape), (np.int16, (length,)))
+            np.testing.assert_allclose(clip[: len(expected)], expected, atol=1,
+                                       err_msg=str(path))
+            self.assertFalse(np.any(clip[len(expected):]), path)
+            resampled += sf.info(path).samplerate != rate
+        self.assertGreater(resampled, 0)  # The files are not all at the config's rate.

@@ -1,6 +1,7 @@
 """ESC-50: 2000 five-second environmental recordings in 50 classes and 5 folds."""
 
 import csv
+import dataclasses
 import io
 
 from etils import epath
@@ -10,8 +11,9 @@ import tensorflow_datasets as tfds
 from tfds_builders import common
 from tfds_builders.audio_io import AudioDataError
 
-SAMPLE_RATE = 44100
-NUM_SAMPLES = 5 * SAMPLE_RATE
+CLIP_SECONDS = 5
+SAMPLE_RATE = 44100  # The recordings' own rate, and the paper's.
+NUM_SAMPLES = CLIP_SECONDS * SAMPLE_RATE
 NUM_FOLDS = 5
 # The ESC-50 repository pinned to one commit, so the data cannot change under us.
 COMMIT = "5983fb0c35e751b452e7c562d9207f27b76ddf0d"
@@ -23,16 +25,65 @@ CSV_COLUMNS = ("filename", "fold", "target", "category", "esc10", "src_file", "t
 _LABELS_PATH = epath.Path(__file__).parent / "labels.txt"
 
 
-class Builder(common.ArchiveBuilder):
-    """DatasetBuilder for ESC-50 (splits `fold1`..`fold5`, the official folds)."""
+@dataclasses.dataclass(eq=False)
+class Esc50Config(common.RateConfig):
+    """The rate the clips are stored at; every config holds the same 2000 clips.
 
-    VERSION = tfds.core.Version("1.0.0")
+    Attributes:
+      sample_rate: rate of the stored clips in Hz; each clip is
+        `CLIP_SECONDS * sample_rate` samples long.
+    """
+
+    sample_rate: int = SAMPLE_RATE
+
+    @property
+    def num_samples(self):
+        return CLIP_SECONDS * self.sample_rate
+
+
+def _resampled_config(rate):
+    return Esc50Config(
+        name=common.rate_config_name(rate),
+        sample_rate=rate,
+        description=(
+            f"Clips resampled at preparation to {rate} Hz (soxr_hq): "
+            f"{CLIP_SECONDS * rate} int16 samples each."
+        ),
+    )
+
+
+class Builder(common.ArchiveBuilder):
+    """DatasetBuilder for ESC-50 (splits `fold1`..`fold5`, the official folds).
+
+    Configs `44100hz` (default), `32000hz` and `16000hz`: the clip rate.
+    """
+
+    VERSION = tfds.core.Version("1.1.0")
     RELEASE_NOTES = {
         "1.0.0": (
             "Initial release: ESC-50 at commit "
             f"{COMMIT[:7]}, clips as 220500 int16 samples at 44.1 kHz."
         ),
+        "1.1.0": (
+            "Configs by clip rate: 44100hz (the default) holds the examples of 1.0.0 "
+            "unchanged; 32000hz and 16000hz hold them resampled at preparation "
+            "(soxr_hq). 1.0.0 had no config: its data stays readable in "
+            "<data_dir>/esc50/1.0.0/ (tfds.builder_from_directory)."
+        ),
     }
+    BUILDER_CONFIGS = [
+        Esc50Config(
+            name=common.rate_config_name(SAMPLE_RATE),
+            sample_rate=SAMPLE_RATE,
+            description=(
+                f"Clips at {SAMPLE_RATE} Hz, the recordings' own rate and the paper's: "
+                f"{NUM_SAMPLES} int16 samples each, as in version 1.0.0."
+            ),
+            formerly=((None, "1.0.0"),),
+        ),
+        *(_resampled_config(rate) for rate in sorted(common.PRETRAINED_RATES, reverse=True)),
+    ]
+    DEFAULT_BUILDER_CONFIG_NAME = common.rate_config_name(SAMPLE_RATE)
     MANUAL_DOWNLOAD_INSTRUCTIONS = f"""
     Optional: without a manual copy the builder downloads {URL}.
     To work offline, save the ESC-50 repository archive as
@@ -51,11 +102,14 @@ class Builder(common.ArchiveBuilder):
     MARKER = "meta/esc50.csv"
 
     def _info(self) -> tfds.core.DatasetInfo:
+        rate = self.builder_config.sample_rate
         return self.dataset_info_from_configs(
             features=tfds.features.FeaturesDict(
                 {
                     "audio": common.int16_audio(
-                        NUM_SAMPLES, SAMPLE_RATE, "5 s mono waveform, int16 PCM at 44.1 kHz."
+                        self.builder_config.num_samples,
+                        rate,
+                        f"{CLIP_SECONDS} s mono waveform, int16 PCM at {rate / 1000:g} kHz.",
                     ),
                     "label": tfds.features.ClassLabel(names_file=_LABELS_PATH),
                     "fold": tfds.features.Scalar(
@@ -84,11 +138,13 @@ class Builder(common.ArchiveBuilder):
     def _generate_examples(self, root, rows):
         # Files are named {fold}-{src_file}-{take}-{target}.wav, e.g. 1-100032-A-0.wav;
         # the labels are read from meta/esc50.csv, which lists the same fields.
+        rate = self.builder_config.sample_rate
+        num_samples = self.builder_config.num_samples
         for row in rows:
             path = root / "audio" / row["filename"]
             with path.open("rb") as audio_file:
                 audio = common.load_clip_noting_suspects(
-                    self, audio_file, row["filename"], SAMPLE_RATE, NUM_SAMPLES
+                    self, audio_file, row["filename"], rate, num_samples
                 )
             yield row["filename"], {
                 "audio": audio,

@@ -3,6 +3,8 @@
 dummy_data/ holds 3 classes x 5 folds of 10 ms clips, in both manual layouts:
   manual_zip/ESC-50-master.zip
   manual_folder/ESC-50-master/{meta/esc50.csv,audio/*.wav}
+The layouts are tested with the default config, 44100hz; the other rates with the
+folder (the same files: the config changes only the rate they are resampled to).
 """
 
 import pathlib
@@ -29,6 +31,7 @@ class Esc50ManualZipTest(tfds.testing.DatasetBuilderTestCase):
     """manual_dir holds the archive `ESC-50-master.zip`."""
 
     DATASET_CLASS = esc50_dataset_builder.Builder
+    BUILDER_CONFIG_NAMES_TO_TEST = ["44100hz"]
     EXAMPLE_DIR = str(_DUMMY_DATA / "manual_zip")
     SPLITS = _SPLITS
 
@@ -37,14 +40,29 @@ class Esc50ManualFolderTest(tfds.testing.DatasetBuilderTestCase):
     """manual_dir holds the extracted folder `ESC-50-master/`."""
 
     DATASET_CLASS = esc50_dataset_builder.Builder
+    BUILDER_CONFIG_NAMES_TO_TEST = ["44100hz"]
     EXAMPLE_DIR = str(_DUMMY_DATA / "manual_folder")
     SPLITS = _SPLITS
+
+
+class Esc50ResampledTest(testing.ResampledClipChecks, tfds.testing.DatasetBuilderTestCase):
+    """The 32000hz and 16000hz configs from `ESC-50-master/`: its files resampled."""
+
+    DATASET_CLASS = esc50_dataset_builder.Builder
+    BUILDER_CONFIG_NAMES_TO_TEST = ["32000hz", "16000hz"]
+    EXAMPLE_DIR = str(_DUMMY_DATA / "manual_folder")
+    SPLITS = _SPLITS
+    CLIP_SECONDS = esc50_dataset_builder.CLIP_SECONDS
+
+    def source_path(self, example):
+        return _DUMMY_DATA / "manual_folder/ESC-50-master/audio" / example["filename"].decode()
 
 
 class Esc50DownloadTest(tfds.testing.DatasetBuilderTestCase):
     """No manual copy: the archive is downloaded (mocked) and its data root found."""
 
     DATASET_CLASS = esc50_dataset_builder.Builder
+    BUILDER_CONFIG_NAMES_TO_TEST = ["44100hz"]
     EXAMPLE_DIR = str(_DUMMY_DATA)  # The manual_dir: neither layout at its top.
     DL_EXTRACT_RESULT = "manual_folder"  # Holds ESC-50-master/, like ESC-50-<sha>/.
     SKIP_CHECKSUMS = True  # No checksum of the pinned archive is recorded yet.

@@ -1,5 +1,6 @@
 """GTZAN: 1000 thirty-second music excerpts in 10 genres, as folds or fault-filtered."""
 
+import dataclasses
 import hashlib
 import re
 
@@ -11,8 +12,9 @@ import tensorflow_datasets as tfds
 from tfds_builders import common
 from tfds_builders.audio_io import AudioDataError
 
-SAMPLE_RATE = 22050
-NUM_SAMPLES = 30 * SAMPLE_RATE
+CLIP_SECONDS = 30
+SAMPLE_RATE = 22050  # The recordings' own rate.
+NUM_SAMPLES = CLIP_SECONDS * SAMPLE_RATE
 NUM_FOLDS = 10
 # The genres in label order, as in labels.txt; each is a folder of the data root.
 GENRES = (
@@ -26,6 +28,7 @@ ARCHIVE_NAME = "genres.tar.gz"
 # WAV copy (`genres_original/<genre>/<genre>.NNNNN.wav`).
 FOLDER_NAMES = ("genres", "genres_original")
 FAULT_FILTERED_SPLITS = ("train", "valid", "test")
+PROTOCOLS = ("folds", "fault_filtered")
 # Seed of the fold assignment: changing it changes every fold, so it never changes.
 FOLD_SEED = "gtzan-folds-1"
 # Keys of `builder.info.metadata`, filled while the dataset is prepared.
@@ -37,10 +40,62 @@ _LABELS_PATH = _HERE / "labels.txt"
 _FAULT_FILTERED_DIR = _HERE / "fault_filtered"
 _ID = re.compile(r"([a-z]+)\.\d{5}")
 _CLIP_FILE = re.compile(r"(([a-z]+)\.\d{5})\.(au|wav)")
+_PROTOCOL_DESCRIPTIONS = {
+    "folds": (
+        "Every clip in 10 stratified folds fold1..fold10 for cross-validation; "
+        "artists and replicas straddle folds"
+    ),
+    "fault_filtered": (
+        "Kereliuk, Sturm and Larsen's (2015) artist-filtered train/valid/test "
+        "split (443/197/290) without replicas, mislabelings or distortions"
+    ),
+}
+
+
+@dataclasses.dataclass(eq=False)
+class GtzanConfig(common.RateConfig):
+    """A protocol (`folds` or `fault_filtered`) at a clip rate.
+
+    Attributes:
+      sample_rate: rate of the stored clips in Hz; each clip is
+        `CLIP_SECONDS * sample_rate` samples long.
+      protocol: "folds" or "fault_filtered".
+    """
+
+    sample_rate: int = SAMPLE_RATE
+    protocol: str = "folds"
+
+    @property
+    def num_samples(self):
+        return CLIP_SECONDS * self.sample_rate
+
+
+def _config(protocol, rate):
+    if rate == SAMPLE_RATE:  # Named after the protocol alone, as before other rates.
+        return GtzanConfig(name=protocol, protocol=protocol, sample_rate=rate,
+                           description=f"{_PROTOCOL_DESCRIPTIONS[protocol]}.")
+    return GtzanConfig(
+        name=common.rate_config_name(rate, protocol),
+        protocol=protocol,
+        sample_rate=rate,
+        description=f"{_PROTOCOL_DESCRIPTIONS[protocol]}; clips resampled to {rate} Hz.",
+        # Its own history: added later, beside the unchanged 1.0.0 configs.
+        release_notes={
+            "1.0.0": (
+                f"Initial release of this config, added after folds and fault_filtered "
+                f"(which did not change): the clips of {protocol} resampled at "
+                f"preparation to {rate} Hz (soxr_hq), {CLIP_SECONDS * rate} int16 "
+                "samples each."
+            ),
+        },
+    )
 
 
 class Builder(common.ArchiveBuilder, skip_registration=True):
     """DatasetBuilder for GTZAN (configs `folds`: `fold1`..`fold10`, `fault_filtered`).
+
+    Both protocols at the recordings' 22050 Hz (`folds`, `fault_filtered`) and
+    resampled to 16000 and 32000 Hz (`folds_16000hz`, ..., `fault_filtered_32000hz`).
 
     TFDS's catalog has a `gtzan` of its own, which TFDS registers when it loads its
     catalog (e.g. for `tfds.builder("spoken_digit")`) and which a second registration
@@ -59,20 +114,8 @@ class Builder(common.ArchiveBuilder, skip_registration=True):
         ),
     }
     BUILDER_CONFIGS = [
-        tfds.core.BuilderConfig(
-            name="folds",
-            description=(
-                "Every clip in 10 stratified folds fold1..fold10 for cross-validation; "
-                "artists and replicas straddle folds."
-            ),
-        ),
-        tfds.core.BuilderConfig(
-            name="fault_filtered",
-            description=(
-                "Kereliuk, Sturm and Larsen's (2015) artist-filtered train/valid/test "
-                "split (443/197/290) without replicas, mislabelings or distortions."
-            ),
-        ),
+        *(_config(protocol, SAMPLE_RATE) for protocol in PROTOCOLS),
+        *(_config(protocol, rate) for protocol in PROTOCOLS for rate in common.PRETRAINED_RATES),
     ]
     DEFAULT_BUILDER_CONFIG_NAME = "folds"
     MANUAL_DOWNLOAD_INSTRUCTIONS = f"""
@@ -97,11 +140,14 @@ class Builder(common.ArchiveBuilder, skip_registration=True):
     # No MARKER: `_data_root` looks for the ten genre folders instead.
 
     def _info(self) -> tfds.core.DatasetInfo:
+        rate = self.builder_config.sample_rate
         return self.dataset_info_from_configs(
             features=tfds.features.FeaturesDict(
                 {
                     "audio": common.int16_audio(
-                        NUM_SAMPLES, SAMPLE_RATE, "30 s mono waveform, int16 PCM at 22.05 kHz."
+                        self.builder_config.num_samples,
+                        rate,
+                        f"{CLIP_SECONDS} s mono waveform, int16 PCM at {rate / 1000:g} kHz.",
                     ),
                     "label": tfds.features.ClassLabel(names_file=_LABELS_PATH),
                     "filename": tfds.features.Text(doc="Source file name, e.g. jazz.00054.wav."),
@@ -146,7 +192,7 @@ class Builder(common.ArchiveBuilder, skip_registration=True):
 
     def split_names(self):
         """The splits preparing this builder makes, known before it is prepared."""
-        if self.builder_config.name == "folds":
+        if self.builder_config.protocol == "folds":
             return [f"fold{fold}" for fold in range(1, NUM_FOLDS + 1)]
         return list(FAULT_FILTERED_SPLITS)
 
@@ -156,7 +202,7 @@ class Builder(common.ArchiveBuilder, skip_registration=True):
         metadata = self.info.metadata
         metadata[SKIPPED_FILES] = []  # Appended to by `_generate_examples`.
 
-        if self.builder_config.name == "folds":
+        if self.builder_config.protocol == "folds":
             metadata[MISSING_IDS] = []
             # Folds come from the names alone, before any decoding, so a file that
             # turns out undecodable leaves every other clip in its fold.
@@ -185,11 +231,13 @@ class Builder(common.ArchiveBuilder, skip_registration=True):
     def _generate_examples(self, clips):
         # Files are named <genre>.<NNNNN>.au (or .wav), e.g. genres/jazz/jazz.00054.au;
         # the label is the genre the name starts with, which is also its folder.
+        rate = self.builder_config.sample_rate
+        num_samples = self.builder_config.num_samples
         for path, fold in clips:
             try:
                 with path.open("rb") as audio_file:
                     audio = common.load_clip_noting_suspects(
-                        self, audio_file, path.name, SAMPLE_RATE, NUM_SAMPLES
+                        self, audio_file, path.name, rate, num_samples
                     )
             except AudioDataError as err:
                 skipped = self.info.metadata[SKIPPED_FILES]

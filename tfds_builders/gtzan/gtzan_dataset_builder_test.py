@@ -5,6 +5,8 @@ fault-filtered list) as 10 ms clips, in both manual layouts:
   manual_tar/genres.tar.gz                     genres/<genre>/<genre>.NNNNN.au
   manual_genres_original/genres_original/...   <genre>/<genre>.NNNNN.wav, plus a
                                                corrupt jazz.00054.wav (listed in train)
+The layouts are tested with the configs at 22050 Hz (`folds`, `fault_filtered`); the
+other rates with the WAV folder (the same files, resampled).
 """
 
 import collections
@@ -74,7 +76,7 @@ class _GtzanChecks:
         self.assertEqual(len(all_names), len(set(all_names)), "a file is in two splits")
 
         source_ids = set(self.SOURCE_IDS)
-        if builder.builder_config.name == "folds":
+        if builder.builder_config.protocol == "folds":
             expected_ids = source_ids
             # Folds are dealt from every file found, the undecodable ones included,
             # so skipping a file moved no other clip.
@@ -155,6 +157,33 @@ class GtzanFoldsDownloadTest(_GtzanChecks, tfds.testing.DatasetBuilderTestCase):
         probe = mock.patch.object(common, "probe")
         probe.start()
         self.patchers.append(probe)
+
+
+class _Resampled(testing.ResampledClipChecks):
+    CLIP_SECONDS = gtzan.CLIP_SECONDS
+
+    def source_path(self, example):
+        name = example["filename"].decode()
+        return _DUMMY_DATA / "manual_genres_original/genres_original" / name.split(".")[0] / name
+
+
+class GtzanFoldsResampledTest(_GtzanChecks, _Resampled, tfds.testing.DatasetBuilderTestCase):
+    """folds_16000hz and folds_32000hz from `genres_original/`: its files resampled."""
+
+    BUILDER_CONFIG_NAMES_TO_TEST = ["folds_16000hz", "folds_32000hz"]
+    EXAMPLE_DIR = str(_DUMMY_DATA / "manual_genres_original")
+    SPLITS = _FOLD_SPLITS
+    SKIPPED = ["jazz.00054.wav"]
+
+
+class GtzanFaultFilteredResampledTest(_GtzanChecks, _Resampled,
+                                      tfds.testing.DatasetBuilderTestCase):
+    """fault_filtered_16000hz and fault_filtered_32000hz from `genres_original/`."""
+
+    BUILDER_CONFIG_NAMES_TO_TEST = ["fault_filtered_16000hz", "fault_filtered_32000hz"]
+    EXAMPLE_DIR = str(_DUMMY_DATA / "manual_genres_original")
+    SPLITS = _FAULT_FILTERED_SPLITS
+    SKIPPED = ["jazz.00054.wav"]
 
 
 class FaultFilteredListsTest(parameterized.TestCase):

@@ -25,7 +25,7 @@ _LABELS_PATH = epath.Path(__file__).parent / "labels.txt"
 
 
 @dataclasses.dataclass(eq=False)
-class UrbanSound8kConfig(tfds.core.BuilderConfig):
+class UrbanSound8kConfig(common.RateConfig):
     """The rate the clips are resampled to; every config holds the same 8732 clips.
 
     Attributes:
@@ -41,7 +41,10 @@ class UrbanSound8kConfig(tfds.core.BuilderConfig):
 
 
 class Builder(common.ArchiveBuilder):
-    """DatasetBuilder for UrbanSound8K (splits `fold1`..`fold10`, the official folds)."""
+    """DatasetBuilder for UrbanSound8K (splits `fold1`..`fold10`, the official folds).
+
+    Configs `22050hz` (default), `44100hz`, `16000hz` and `32000hz`: the clip rate.
+    """
 
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {
@@ -60,6 +63,21 @@ class Builder(common.ArchiveBuilder):
             name="44100hz",
             sample_rate=44100,
             description="Clips at 44100 Hz: 176400 int16 samples each.",
+        ),
+        *(
+            UrbanSound8kConfig(
+                name=common.rate_config_name(rate),
+                sample_rate=rate,
+                description=f"Clips at {rate} Hz: {CLIP_SECONDS * rate} int16 samples each.",
+                # Its own history: added later, beside the unchanged 1.0.0 configs.
+                release_notes={
+                    "1.0.0": (
+                        f"Initial release of this config, added after 22050hz and 44100hz "
+                        f"(which did not change): the same clips at {rate} Hz."
+                    ),
+                },
+            )
+            for rate in common.PRETRAINED_RATES
         ),
     ]
     DEFAULT_BUILDER_CONFIG_NAME = "22050hz"

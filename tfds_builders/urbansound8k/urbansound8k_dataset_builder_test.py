@@ -4,6 +4,8 @@ dummy_data/ holds classes 2 and 3 x 10 folds of 10 ms clips in all 11 encodings 
 `fake_data.ENCODINGS`, in both manual layouts:
   manual_tar/UrbanSound8K.tar.gz
   manual_folder/UrbanSound8K/{metadata/UrbanSound8K.csv,audio/fold*/*.wav}
+The layouts are tested with the default config, 22050hz; the other rates with the
+folder (the same files: the config changes only the rate they are resampled to).
 """
 
 import collections
@@ -40,6 +42,21 @@ class Urbansound8kManualFolderTest(tfds.testing.DatasetBuilderTestCase):
     BUILDER_CONFIG_NAMES_TO_TEST = ["22050hz"]
     EXAMPLE_DIR = str(_DUMMY_DATA / "manual_folder")
     SPLITS = _SPLITS
+
+
+class Urbansound8kResampledTest(testing.ResampledClipChecks, tfds.testing.DatasetBuilderTestCase):
+    """The 16000hz and 32000hz configs from `UrbanSound8K/`: files of 8 to 192 kHz,
+    resampled, and those already at the config's rate (16 kHz, 32 kHz) only scaled."""
+
+    DATASET_CLASS = Builder
+    BUILDER_CONFIG_NAMES_TO_TEST = ["16000hz", "32000hz"]
+    EXAMPLE_DIR = str(_DUMMY_DATA / "manual_folder")
+    SPLITS = _SPLITS
+    CLIP_SECONDS = urbansound8k_dataset_builder.CLIP_SECONDS
+
+    def source_path(self, example):
+        folder = _DUMMY_DATA / "manual_folder/UrbanSound8K/audio" / f"fold{example['fold']}"
+        return folder / example["filename"].decode()
 
 
 def _read_csv(top):
