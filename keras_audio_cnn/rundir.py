@@ -25,6 +25,7 @@ import os
 import re
 import socket
 import tempfile
+import zipfile
 
 import tensorflow as tf
 
@@ -120,6 +121,66 @@ def publish(run_dir, name, write):
     if tf.io.gfile.isdir(final):
         tf.io.gfile.rmtree(final)
     tf.io.gfile.rename(temporary, final, overwrite=True)
+
+
+def load_model(run_dir, model_dir=None, error=UserError):
+    """The Keras model of a finished model directory (its `model.keras`), in Keras's safe
+    mode; a file that cannot be loaded is one line (an `error`) saying why, in this
+    project's words, and how to get the model back: retrain it (`model_dir`, the run's
+    directory, defaults to the task directory's parent).
+
+    A `model.keras` that is not a whole zip archive is damaged (cut short, overwritten);
+    one that holds Python code (a `Lambda` layer's function, which safe mode refuses to
+    run) was not written by train.py, which never saves code, and is not loaded.
+    """
+    path = os.path.join(run_dir, MODEL_KERAS)
+    try:
+        return tf.keras.models.load_model(path)  # safe_mode=True: no code is run
+    except Exception as failure:  # Keras reports every problem its own way
+        problem = _model_file_problem(path) or (
+            f"cannot be loaded by Keras {tf.keras.__version__} "
+            f"({type(failure).__name__}: {' '.join(str(failure).split())[:200]})")
+    if model_dir is None:  # run_dir is <model_dir>/<task> or <model_dir>/<task>/run<r>
+        task_dir = os.path.normpath(run_dir)
+        if _RUN.match(os.path.basename(task_dir)):
+            task_dir = os.path.dirname(task_dir)
+        model_dir = os.path.dirname(task_dir)
+    raise error(f"{path} {problem}; retrain that model: delete {run_dir} and rerun the train.py "
+                f"command of {model_dir} (its flags are in {os.path.join(model_dir, RUN_JSON)})")
+
+
+def _model_file_problem(path):
+    """What is wrong with a `model.keras` that Keras could not load (a phrase), or None."""
+    if not tf.io.gfile.exists(path):
+        return "is missing (its metrics.json says the model was finished)"
+    try:
+        with tf.io.gfile.GFile(path, "rb") as f, zipfile.ZipFile(f) as archive:
+            broken = archive.testzip()
+            if broken:
+                return (f"is damaged: its part {broken} does not match its checksum (the file "
+                        "was overwritten or damaged on the disk)")
+            config = json.loads(archive.read("config.json"))
+    except (zipfile.BadZipFile, EOFError, tf.errors.InvalidArgumentError):  # (too short to seek)
+        return ("is damaged: it is not a whole .keras archive (cut short by a full disk, a "
+                "copy that stopped, or overwritten)")
+    except (KeyError, ValueError):  # no config.json, or not JSON
+        return ("is damaged: its config.json is missing or not JSON (it was not written by "
+                "train.py, or was changed since)")
+    if _holds_code(config):
+        return ("holds Python code (the function of a Lambda layer), which is not loaded, for "
+                "safety: train.py never writes code into a model, so this file was not written "
+                "by train.py (it may be malicious: do not load it with safe mode off)")
+    return None
+
+
+def _holds_code(config):
+    """Whether a Keras config holds a serialized Python function (`__lambda__`)."""
+    if isinstance(config, dict):
+        return config.get("class_name") == "__lambda__" or any(
+            _holds_code(v) for v in config.values())
+    if isinstance(config, list):
+        return any(_holds_code(v) for v in config)
+    return False
 
 
 def mark_finished(run_dir, metrics):
