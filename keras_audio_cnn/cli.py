@@ -26,7 +26,10 @@ def flags_parser(program):
 
 def run_or_exit(program, fn, *args, **kwargs):
     """Calls `fn`; a user-fixable error, or a full disk, exits with status 1 and one line
-    (a closed pipe on stdout with status 1 and no line)."""
+    (a closed pipe on stdout with status 1 and no line). Paths are printed as the bytes
+    the OS gave, also a name that is not UTF-8."""
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="surrogateescape")
     try:
         result = fn(*args, **kwargs)
         sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit

@@ -189,11 +189,19 @@ def mark_finished(run_dir, metrics):
 
 
 def write_text(path, text):
-    """Writes a text file atomically (temporary file, then rename)."""
+    """Writes a text file atomically (temporary file, then rename). UTF-8, where a path
+    that is not UTF-8 (`os.fsdecode` of bytes such as \\xff) is written as the bytes the
+    OS gave."""
     temporary = path + ".tmp"
-    with tf.io.gfile.GFile(temporary, "w") as f:
-        f.write(text)
+    with tf.io.gfile.GFile(temporary, "wb") as f:
+        f.write(encode(text))
     tf.io.gfile.rename(temporary, path, overwrite=True)
+
+
+def encode(text):
+    """`text` as the bytes of a text file: UTF-8, with the file names it holds as the OS
+    gave them (`os.fsencode`: also a name that is not UTF-8)."""
+    return text.encode("utf-8", "surrogateescape")
 
 
 def write_json(path, value):
