@@ -29,6 +29,7 @@ import zipfile
 
 import tensorflow as tf
 
+from keras_audio_cnn import interrupts
 from keras_audio_cnn.errors import UserError
 
 RUN_JSON = "run.json"
@@ -112,15 +113,24 @@ def read_run(model_dir):
 
 def publish(run_dir, name, write):
     """Writes the output `name` of a model with `write(path)` at a temporary path, then
-    renames it into place (a file or a directory), replacing what was there."""
+    renames it into place (a file or a directory), replacing what was there.
+
+    If `write` fails or is interrupted (`interrupts`), the temporary is removed and
+    what was there stays; the replacement itself is not cut in two by a signal.
+    """
     stem, extension = os.path.splitext(name)
     temporary = os.path.join(run_dir, f"{stem}.tmp{extension}")
     remove(temporary)  # a killed attempt's half output
-    write(temporary)
-    final = os.path.join(run_dir, name)
-    if tf.io.gfile.isdir(final):
-        tf.io.gfile.rmtree(final)
-    tf.io.gfile.rename(temporary, final, overwrite=True)
+    try:
+        write(temporary)
+        final = os.path.join(run_dir, name)
+        with interrupts.deferred():
+            if tf.io.gfile.isdir(final):
+                tf.io.gfile.rmtree(final)
+            tf.io.gfile.rename(temporary, final, overwrite=True)
+    except BaseException:
+        remove(temporary)
+        raise
 
 
 def load_model(run_dir, model_dir=None, error=UserError):
@@ -189,13 +199,14 @@ def mark_finished(run_dir, metrics):
 
 
 def write_text(path, text):
-    """Writes a text file atomically (temporary file, then rename). UTF-8, where a path
-    that is not UTF-8 (`os.fsdecode` of bytes such as \\xff) is written as the bytes the
-    OS gave."""
-    temporary = path + ".tmp"
-    with tf.io.gfile.GFile(temporary, "wb") as f:
-        f.write(encode(text))
-    tf.io.gfile.rename(temporary, path, overwrite=True)
+    """Writes a text file atomically (`publish`). UTF-8, where a path that is not UTF-8
+    (`os.fsdecode` of bytes such as \\xff) is written as the bytes the OS gave."""
+
+    def write(temporary):
+        with tf.io.gfile.GFile(temporary, "wb") as f:
+            f.write(encode(text))
+
+    publish(*os.path.split(path), write)
 
 
 def encode(text):
@@ -234,7 +245,8 @@ def check_writable_dir(path, flag):
         where = "is a file" if existing == target else f"lies under {existing}, which is a file"
         raise RunDirError(f"--{flag}={path} {where}; pass a directory")
     try:  # the real test, as permissions and read-only mounts decide
-        os.rmdir(tempfile.mkdtemp(dir=existing, prefix=".write_test_"))
+        with interrupts.deferred():  # never a test folder left behind
+            os.rmdir(tempfile.mkdtemp(dir=existing, prefix=".write_test_"))
     except OSError as error:
         raise RunDirError(f"cannot create --{flag}={path}: {existing} is not writable "
                           f"({error.strerror}); pass a directory you can write") from None
@@ -314,12 +326,13 @@ class RunLock:
                 return False
             write_text(self.path, text)
             return True
-        try:
-            descriptor = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            return False
-        with os.fdopen(descriptor, "w") as f:
-            f.write(text)
+        with interrupts.deferred():  # an empty lock file would name no holder
+            try:
+                descriptor = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                return False
+            with os.fdopen(descriptor, "w") as f:
+                f.write(text)
         return True
 
 
