@@ -19,7 +19,7 @@ import soundfile as sf
 import soxr
 
 from keras_audio_cnn.errors import ConfigError
-from tfds_builders.audio_io import RESAMPLE_TYPE, AudioDataError, one_line
+from tfds_builders.audio_io import RESAMPLE_TYPE, AudioDataError, one_line, sndfile_path
 
 BLOCK_FRAMES = 1 << 16  # frames decoded at a time (at the file's own rate)
 _FIX = "check the file, or leave it out"
@@ -93,7 +93,7 @@ class Recording:
     def _blocks(self):
         """Mono float64 blocks at `sample_rate`, `ceil(frames * rate / file_rate)` in all."""
         try:
-            audio = sf.SoundFile(self.path)
+            audio = sf.SoundFile(sndfile_path(self.path))
         except Exception as error:  # libsndfile reports every problem its own way
             raise self._error(error) from error
         with audio:

@@ -11,7 +11,9 @@ before) with three additions:
 - before each save, the free space is checked: a disk too full for the backup stops
   the run with one line naming the directory and the space needed, instead of a
   half-written file (writing HDF5 onto a full disk can crash the process);
-- `history.csv` keeps one row per epoch before the epoch training resumes from.
+- `history.csv` keeps one row per epoch before the epoch training resumes from;
+- a SIGTERM, SIGHUP or Ctrl-C while a backup is written waits until it is whole
+  (`interrupts.deferred`).
 """
 
 import csv
@@ -25,7 +27,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_audio_cnn import rundir
+from keras_audio_cnn import interrupts, rundir
 from keras_audio_cnn.errors import UserError
 
 # Room kept free beside a backup, for metadata and the file system's own needs.
@@ -142,4 +144,7 @@ class Backup(keras.callbacks.BackupAndRestore):
                     f"needs about {needed / 2**20:.0f} MB and {free / 2**20:.0f} MB are free; "
                     "free some space or use a --model_dir on a larger disk, then rerun the "
                     "same command to resume")
-        super()._save_model()
+        # A signal waits for the whole backup: its weights and the epoch they are of
+        # (written one after the other) must not be cut apart.
+        with interrupts.deferred():
+            super()._save_model()

@@ -3,11 +3,12 @@
 import errno
 import functools
 import os
+import signal
 import sys
 
 from absl import flags
 
-from keras_audio_cnn import backbones, config
+from keras_audio_cnn import backbones, config, interrupts
 from keras_audio_cnn.errors import USER_ERRORS, one_line
 
 
@@ -26,11 +27,26 @@ def flags_parser(program):
 
 def run_or_exit(program, fn, *args, **kwargs):
     """Calls `fn`; a user-fixable error, or a full disk, exits with status 1 and one line
-    (a closed pipe on stdout with status 1 and no line)."""
+    (a closed pipe on stdout with status 1 and no line).
+
+    SIGINT, SIGTERM and SIGHUP stop `fn` as an exception (`interrupts.handled`), so that
+    what it was writing is removed on the way out; the program then exits with one
+    line and the status 128 + the signal's number (130, 143, 129). Paths are printed as
+    the bytes the OS gave, also a name that is not UTF-8.
+    """
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="surrogateescape")
     try:
-        result = fn(*args, **kwargs)
-        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+        with interrupts.handled():
+            result = fn(*args, **kwargs)
+            sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
         return result
+    except KeyboardInterrupt as interrupted:  # Ctrl-C, or an `interrupts.Interrupted`
+        if not isinstance(interrupted, interrupts.Interrupted):
+            interrupted = interrupts.Interrupted(signal.SIGINT)
+        _say(f"{program}: interrupted by {interrupted.name}; stopped without leaving a "
+             f"half-written file: {_AGAIN.get(program, 'rerun the same command')}")
+        sys.exit(interrupted.exit_status)
     except USER_ERRORS as error:
         sys.exit(f"{program}: error: {one_line(error)}")
     except BrokenPipeError:
@@ -44,6 +60,18 @@ def run_or_exit(program, fn, *args, **kwargs):
         where = f" writing {error.filename}" if error.filename else ""
         sys.exit(f"{program}: error: no space left on the device{where}; free some space, "
                  "then rerun the same command (a train.py run resumes where it stopped)")
+
+
+# What rerunning a stopped command does, where it does more than start again.
+_AGAIN = {"train.py": "rerun the same command to resume (finished models are kept)"}
+
+
+def _say(line):
+    """`line` on stderr, unless stderr is gone too (a closed terminal's SIGHUP)."""
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except OSError:
+        pass
 
 
 class _EnumListParser(flags.ListParser):

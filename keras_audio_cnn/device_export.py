@@ -155,6 +155,9 @@ def write(ensemble, path, output_format, quantize="none", evaluate=True, log=pri
                     f"Keras {100 * row['keras']:.2f}%, float .tflite "
                     f"{100 * row['float']:.2f}%, {quantize} {100 * row['quantized']:.2f}%")
     directory, name = os.path.split(os.path.abspath(path))
+    # An earlier export's description goes first: stopped between the two, the new model
+    # must not stand beside a description of another one.
+    rundir.remove(f"{path}.json")
     rundir.publish(directory, name, lambda temporary: _write_bytes(temporary, content))
     rundir.write_json(f"{path}.json", description)
     return description

@@ -21,7 +21,7 @@ import tensorflow as tf
 
 from keras_audio_cnn import devices, fused_batch_norm, model as model_lib, rundir
 from keras_audio_cnn.backbones import panns
-from keras_audio_cnn.errors import ConfigError, PredictionError, one_line
+from keras_audio_cnn.errors import ConfigError, PredictionError
 
 # load_ensemble's precisions: train.py's --precision choices.
 PRECISIONS = ("float32", "mixed")
@@ -196,14 +196,7 @@ def _describe(model_dir, run_dir):
 
 
 def _load_model(model_dir, run_dir):
-    path = os.path.join(run_dir, rundir.MODEL_KERAS)
-    try:
-        model = tf.keras.models.load_model(path)
-    except Exception as error:  # a damaged zip, a half-written file: Keras's own words
-        raise PredictionError(
-            f"cannot load {path} ({one_line(error)[:200]}); the file is damaged: retrain "
-            f"that model (delete {run_dir} and rerun the train.py command of {model_dir}, "
-            f"its flags are in {os.path.join(model_dir, rundir.RUN_JSON)})") from error
+    model = rundir.load_model(run_dir, model_dir, PredictionError)
     fused_batch_norm.use_fused_kernels(model)  # speed only: the same probabilities
     return model
 

@@ -62,16 +62,10 @@ def _label(model_dirs, model_dir, run_dir):
     return f"{os.path.basename(os.path.normpath(model_dir))}/{relative}"
 
 
-def load_model(run_dir):
-    """The finished model of `run_dir`, or a one-line `EvaluationError` if it is damaged."""
-    path = os.path.join(run_dir, rundir.MODEL_KERAS)
-    try:
-        return tf.keras.models.load_model(path)
-    except Exception as error:  # a torn zip or h5 fails in many ways
-        reason = " ".join(str(error).split())[:200]
-        raise EvaluationError(
-            f"{path} is damaged ({type(error).__name__}: {reason}); delete {run_dir} and rerun "
-            "the train.py command to train that model again") from None
+def load_model(run_dir, model_dir=None):
+    """The finished model of `run_dir`, or a one-line `EvaluationError` saying why it cannot
+    be loaded (`rundir.load_model`)."""
+    return rundir.load_model(run_dir, model_dir, EvaluationError)
 
 
 def _read_runs(model_dirs):
@@ -134,7 +128,7 @@ def _evaluate_task(task, members, model_dirs, source, test_ds):
     run_accuracy, probabilities, histories, first_model = {}, [], {}, None
     for model_dir, run_dir in members:
         _check_held_out(run_dir, rundir.read_metrics(run_dir), task, source)
-        model = load_model(run_dir)
+        model = load_model(run_dir, model_dir)
         model_lib.use_fast_kernels(model)
         first_model = first_model or model
         p = metrics.probabilities(model, test_ds)

@@ -31,6 +31,7 @@ import soundfile as sf
 from keras_audio_cnn import audio_stream, ensemble as ensemble_lib
 from keras_audio_cnn.errors import AudioDataError, ConfigError
 from tfds_builders.audio_folder.scan import AUDIO_EXTENSIONS
+from tfds_builders.audio_io import sndfile_path
 
 DEFAULT_BATCH_SIZE = 32
 
@@ -294,7 +295,7 @@ class _Progress:
 
 def _window_count(path, ensemble, hop):
     try:
-        info = sf.info(path)
+        info = sf.info(sndfile_path(path))
     except Exception:  # reported when the file is decoded
         return 0
     length = audio_stream.resampled_length(info.frames, info.samplerate, ensemble.sample_rate)

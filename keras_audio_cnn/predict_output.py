@@ -8,8 +8,14 @@ object per file, `{"path", "label", "probability", "probabilities": {class: p}}`
 and with `per_window` its `"windows"`: `[{"start", "end", "label", "probability",
 "probabilities"}]`. Inputs that could not be classified are not rows: each is
 one line through `on_error`.
+
+A path is written as the bytes the OS gave for it (`os.fsencode`), so that a file
+name that is not UTF-8 reads back as the same name: in CSV and the table its own
+bytes, in JSON (ASCII, `json.dumps`) escaped as Python's `os.fsdecode` reads it
+(`"\\udcff"` for the byte 0xff), which `os.fsencode` turns back into the bytes.
 """
 
+import codecs
 import csv
 import json
 import os
@@ -143,7 +149,9 @@ def classify_to_output(paths, model_dirs, *, output=None, output_format="table",
     counts = []
 
     def write_file(path):
-        with tf.io.gfile.GFile(path, "w") as out:
+        with tf.io.gfile.GFile(path, "wb") as binary:
+            # UTF-8, with every path as the bytes the OS gave (as stdout, `cli.run_or_exit`)
+            out = codecs.getwriter("utf-8")(binary, errors="surrogateescape")
             counts.append(write(results, out, output_format, class_names, **options))
 
     directory, name = os.path.split(os.path.abspath(output))

@@ -18,6 +18,8 @@ import numpy as np
 import tensorflow as tf
 from matplotlib.figure import Figure
 
+from keras_audio_cnn import rundir
+
 CONFUSION_PNG = "confusion_matrix.png"
 PER_CLASS_PNG = "per_class_accuracy.png"
 CURVES_PNG = "training_curves.png"
@@ -131,9 +133,14 @@ def plot_per_class_accuracy(confusion, class_names, path):
 
 
 def save_png(figure, path, **kwargs):
-    """`figure.savefig` to any `tf.io.gfile` path (matplotlib writes local files only)."""
-    with tf.io.gfile.GFile(path, "wb") as f:
-        figure.savefig(f, format="png", **kwargs)
+    """`figure.savefig` to any `tf.io.gfile` path (matplotlib writes local files only),
+    whole or not at all (`rundir.publish`)."""
+
+    def write(temporary):
+        with tf.io.gfile.GFile(temporary, "wb") as f:
+            figure.savefig(f, format="png", **kwargs)
+
+    rundir.publish(*os.path.split(path), write)
 
 
 def read_history(path):
@@ -172,12 +179,23 @@ def read_history(path):
 
 
 def plot_histories(histories, path):
-    """Loss and accuracy per epoch, a colour per history, validation dashed."""
+    """Loss and accuracy per epoch, a colour per history, validation dashed.
+
+    A history without a single epoch's row (a run stopped between an epoch's backup
+    and its row, then resumed after that epoch) is left out with a warning; with none
+    left, no figure is written. Returns whether it was.
+    """
+    read = {label: read_history(history_path) for label, history_path in histories.items()}
+    for label in [label for label, columns in read.items() if "epoch" not in columns]:
+        logging.warning("%s: no epoch's metrics, left out of the training curves",
+                        histories[label])
+        del read[label]
+    if not read:
+        return False
     figure = Figure(figsize=(12, 4.5), layout="constrained")
     loss_axes, accuracy_axes = figure.subplots(1, 2)
-    colours = matplotlib.colormaps["tab10" if len(histories) <= 10 else "tab20"]
-    for index, (label, history_path) in enumerate(histories.items()):
-        columns = read_history(history_path)
+    colours = matplotlib.colormaps["tab10" if len(read) <= 10 else "tab20"]
+    for index, (label, columns) in enumerate(read.items()):
         epochs = columns["epoch"] + 1  # CSVLogger counts from 0
         colour = colours(index % colours.N)
         for axes, metric in ((loss_axes, "loss"), (accuracy_axes, "accuracy")):
@@ -201,6 +219,7 @@ def plot_histories(histories, path):
             legend.setdefault(label, handle)
     figure.legend(legend.values(), legend.keys(), loc="outside right upper", fontsize="small")
     save_png(figure, path, dpi=100)
+    return True
 
 
 def write_report(out_dir, *, title, class_names, confusion, rows, histories, notes=()):
@@ -241,12 +260,10 @@ def write_report(out_dir, *, title, class_names, confusion, rows, histories, not
     lines += accuracy_table(rows)
     lines += ["", "## Confusion matrix", "", f"![confusion matrix]({CONFUSION_PNG})",
               "", "## Per-class accuracy", "", f"![per-class accuracy]({PER_CLASS_PNG})"]
-    if histories:
-        plot_histories(histories, os.path.join(out_dir, CURVES_PNG))
+    if histories and plot_histories(histories, os.path.join(out_dir, CURVES_PNG)):
         lines += ["", "## Training curves", "", f"![training curves]({CURVES_PNG})"]
     if notes:
         lines += ["", "## Notes", ""] + [f"- {note}" for note in notes]
     path = os.path.join(out_dir, REPORT_MD)
-    with tf.io.gfile.GFile(path, "w") as f:
-        f.write("\n".join(lines) + "\n")
+    rundir.write_text(path, "\n".join(lines) + "\n")
     return path

@@ -25,9 +25,11 @@ import os
 import re
 import socket
 import tempfile
+import zipfile
 
 import tensorflow as tf
 
+from keras_audio_cnn import interrupts
 from keras_audio_cnn.errors import UserError
 
 RUN_JSON = "run.json"
@@ -111,15 +113,84 @@ def read_run(model_dir):
 
 def publish(run_dir, name, write):
     """Writes the output `name` of a model with `write(path)` at a temporary path, then
-    renames it into place (a file or a directory), replacing what was there."""
+    renames it into place (a file or a directory), replacing what was there.
+
+    If `write` fails or is interrupted (`interrupts`), the temporary is removed and
+    what was there stays; the replacement itself is not cut in two by a signal.
+    """
     stem, extension = os.path.splitext(name)
     temporary = os.path.join(run_dir, f"{stem}.tmp{extension}")
     remove(temporary)  # a killed attempt's half output
-    write(temporary)
-    final = os.path.join(run_dir, name)
-    if tf.io.gfile.isdir(final):
-        tf.io.gfile.rmtree(final)
-    tf.io.gfile.rename(temporary, final, overwrite=True)
+    try:
+        write(temporary)
+        final = os.path.join(run_dir, name)
+        with interrupts.deferred():
+            if tf.io.gfile.isdir(final):
+                tf.io.gfile.rmtree(final)
+            tf.io.gfile.rename(temporary, final, overwrite=True)
+    except BaseException:
+        remove(temporary)
+        raise
+
+
+def load_model(run_dir, model_dir=None, error=UserError):
+    """The Keras model of a finished model directory (its `model.keras`), in Keras's safe
+    mode; a file that cannot be loaded is one line (an `error`) saying why, in this
+    project's words, and how to get the model back: retrain it (`model_dir`, the run's
+    directory, defaults to the task directory's parent).
+
+    A `model.keras` that is not a whole zip archive is damaged (cut short, overwritten);
+    one that holds Python code (a `Lambda` layer's function, which safe mode refuses to
+    run) was not written by train.py, which never saves code, and is not loaded.
+    """
+    path = os.path.join(run_dir, MODEL_KERAS)
+    try:
+        return tf.keras.models.load_model(path)  # safe_mode=True: no code is run
+    except Exception as failure:  # Keras reports every problem its own way
+        problem = _model_file_problem(path) or (
+            f"cannot be loaded by Keras {tf.keras.__version__} "
+            f"({type(failure).__name__}: {' '.join(str(failure).split())[:200]})")
+    if model_dir is None:  # run_dir is <model_dir>/<task> or <model_dir>/<task>/run<r>
+        task_dir = os.path.normpath(run_dir)
+        if _RUN.match(os.path.basename(task_dir)):
+            task_dir = os.path.dirname(task_dir)
+        model_dir = os.path.dirname(task_dir)
+    raise error(f"{path} {problem}; retrain that model: delete {run_dir} and rerun the train.py "
+                f"command of {model_dir} (its flags are in {os.path.join(model_dir, RUN_JSON)})")
+
+
+def _model_file_problem(path):
+    """What is wrong with a `model.keras` that Keras could not load (a phrase), or None."""
+    if not tf.io.gfile.exists(path):
+        return "is missing (its metrics.json says the model was finished)"
+    try:
+        with tf.io.gfile.GFile(path, "rb") as f, zipfile.ZipFile(f) as archive:
+            broken = archive.testzip()
+            if broken:
+                return (f"is damaged: its part {broken} does not match its checksum (the file "
+                        "was overwritten or damaged on the disk)")
+            config = json.loads(archive.read("config.json"))
+    except (zipfile.BadZipFile, EOFError, tf.errors.InvalidArgumentError):  # (too short to seek)
+        return ("is damaged: it is not a whole .keras archive (cut short by a full disk, a "
+                "copy that stopped, or overwritten)")
+    except (KeyError, ValueError):  # no config.json, or not JSON
+        return ("is damaged: its config.json is missing or not JSON (it was not written by "
+                "train.py, or was changed since)")
+    if _holds_code(config):
+        return ("holds Python code (the function of a Lambda layer), which is not loaded, for "
+                "safety: train.py never writes code into a model, so this file was not written "
+                "by train.py (it may be malicious: do not load it with safe mode off)")
+    return None
+
+
+def _holds_code(config):
+    """Whether a Keras config holds a serialized Python function (`__lambda__`)."""
+    if isinstance(config, dict):
+        return config.get("class_name") == "__lambda__" or any(
+            _holds_code(v) for v in config.values())
+    if isinstance(config, list):
+        return any(_holds_code(v) for v in config)
+    return False
 
 
 def mark_finished(run_dir, metrics):
@@ -128,11 +199,20 @@ def mark_finished(run_dir, metrics):
 
 
 def write_text(path, text):
-    """Writes a text file atomically (temporary file, then rename)."""
-    temporary = path + ".tmp"
-    with tf.io.gfile.GFile(temporary, "w") as f:
-        f.write(text)
-    tf.io.gfile.rename(temporary, path, overwrite=True)
+    """Writes a text file atomically (`publish`). UTF-8, where a path that is not UTF-8
+    (`os.fsdecode` of bytes such as \\xff) is written as the bytes the OS gave."""
+
+    def write(temporary):
+        with tf.io.gfile.GFile(temporary, "wb") as f:
+            f.write(encode(text))
+
+    publish(*os.path.split(path), write)
+
+
+def encode(text):
+    """`text` as the bytes of a text file: UTF-8, with the file names it holds as the OS
+    gave them (`os.fsencode`: also a name that is not UTF-8)."""
+    return text.encode("utf-8", "surrogateescape")
 
 
 def write_json(path, value):
@@ -165,7 +245,8 @@ def check_writable_dir(path, flag):
         where = "is a file" if existing == target else f"lies under {existing}, which is a file"
         raise RunDirError(f"--{flag}={path} {where}; pass a directory")
     try:  # the real test, as permissions and read-only mounts decide
-        os.rmdir(tempfile.mkdtemp(dir=existing, prefix=".write_test_"))
+        with interrupts.deferred():  # never a test folder left behind
+            os.rmdir(tempfile.mkdtemp(dir=existing, prefix=".write_test_"))
     except OSError as error:
         raise RunDirError(f"cannot create --{flag}={path}: {existing} is not writable "
                           f"({error.strerror}); pass a directory you can write") from None
@@ -245,12 +326,13 @@ class RunLock:
                 return False
             write_text(self.path, text)
             return True
-        try:
-            descriptor = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            return False
-        with os.fdopen(descriptor, "w") as f:
-            f.write(text)
+        with interrupts.deferred():  # an empty lock file would name no holder
+            try:
+                descriptor = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                return False
+            with os.fdopen(descriptor, "w") as f:
+                f.write(text)
         return True
 
 

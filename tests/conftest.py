@@ -32,6 +32,7 @@ def _run_cli(script, *flags, check=True):
     result = subprocess.run(
         [sys.executable, os.path.join(ROOT, script), *flags],
         capture_output=True, text=True, env=env, cwd=ROOT, timeout=900,
+        errors="surrogateescape",  # a file name that is not UTF-8 reads as os.fsdecode's
     )
     if check and result.returncode != 0:
         raise AssertionError(f"{script} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")

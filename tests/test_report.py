@@ -161,3 +161,37 @@ def test_missing_history_is_a_clear_error(tmp_path):
         report.write_report(str(tmp_path), title="t", class_names=NAMES_10,
                             confusion=confusion_matrix(10), rows=ROWS,
                             histories={"fold1": str(tmp_path / "nope.csv")})
+
+
+def test_a_history_without_an_epoch_is_left_out_of_the_curves_with_a_warning(tmp_path, caplog):
+    # A run stopped between its one epoch's backup and that epoch's row, then resumed
+    # after it, has an empty history.csv (or one with only a header).
+    (tmp_path / "empty.csv").write_text("")
+    (tmp_path / "header.csv").write_text("epoch,accuracy,learning_rate,loss\n")
+    out = tmp_path / "out"
+    path = report.write_report(
+        str(out), title="t", class_names=NAMES_10, confusion=confusion_matrix(10), rows=ROWS,
+        histories={"fold1": str(tmp_path / "empty.csv"), "fold2": str(tmp_path / "header.csv")})
+    assert "training_curves.png" not in open(path, encoding="utf-8").read()
+    assert sorted(os.listdir(out)) == ["confusion_matrix.png", "per_class_accuracy.png",
+                                       "report.md"]
+    assert "empty.csv: no epoch's metrics, left out of the training curves" in caplog.text
+    path = report.write_report(  # beside a history with epochs, only that one is drawn
+        str(out), title="t", class_names=NAMES_10, confusion=confusion_matrix(10), rows=ROWS,
+        histories={"fold1": str(tmp_path / "empty.csv"),
+                   "fold2": write_history(tmp_path / "full.csv", 3, True)})
+    assert "(training_curves.png)" in open(path, encoding="utf-8").read()
+
+
+def test_report_files_are_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    def fail(self, *args, **kwargs):  # e.g. a full disk, or a signal, while a figure is saved
+        args[0].write(b"\x89PNG half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Figure, "savefig", fail)
+    with pytest.raises(OSError):
+        report.write_report(str(tmp_path), title="t", class_names=NAMES_10,
+                            confusion=confusion_matrix(10), rows=ROWS, histories={})
+    assert os.listdir(tmp_path) == []

@@ -111,3 +111,65 @@ def test_a_lock_of_another_host_is_never_taken_over(tmp_path):
     with pytest.raises(rundir.RunDirError, match="by process 1 on elsewhere"):
         rundir.RunLock(str(tmp_path)).check()
     assert (tmp_path / ".lock").exists()
+
+
+def _hand_made_run(root, model_file):
+    """A run whose one finished model (fold1) is `model_file`; returns (model_dir, fold1)."""
+    fold1 = root / "run" / "fold1"
+    fold1.mkdir(parents=True)
+    (root / "run" / "run.json").write_text(json.dumps({"tasks": ["fold1"]}))
+    (fold1 / "metrics.json").write_text(json.dumps(
+        {"class_names": ["a", "b"], "sample_rate": 8000, "num_samples": 4}))
+    (fold1 / "model.keras").write_bytes(model_file)
+    return root / "run", fold1
+
+
+def _retrain(model_dir, run_dir):
+    return (f"retrain that model: delete {run_dir} and rerun the train.py command of "
+            f"{model_dir} (its flags are in {model_dir / 'run.json'})")
+
+
+def test_a_model_file_holding_python_code_is_refused_as_such_and_nothing_of_it_runs(tmp_path):
+    import keras
+
+    from keras_audio_cnn import ensemble, evaluation
+    from keras_audio_cnn.errors import EvaluationError, PredictionError
+
+    ran = tmp_path / "the_lambda_ran"
+    code = eval(f"lambda x: (open({str(ran)!r}, 'w').close(), x)[1]")  # noqa: S307
+    keras.Sequential([keras.Input((4,)), keras.layers.Lambda(code), keras.layers.Dense(2)]).save(
+        tmp_path / "lambda.keras")
+    ran.unlink()  # building the model called it
+    model_dir, fold1 = _hand_made_run(tmp_path, (tmp_path / "lambda.keras").read_bytes())
+    expected = (f"{fold1 / 'model.keras'} holds Python code (the function of a Lambda layer), "
+                "which is not loaded, for safety: train.py never writes code into a model, so "
+                "this file was not written by train.py (it may be malicious: do not load it "
+                f"with safe mode off); {_retrain(model_dir, fold1)}")
+    with pytest.raises(PredictionError) as refused:  # predict.py and export.py
+        ensemble.load_ensemble(str(model_dir), log=lambda line: None)
+    assert str(refused.value) == expected
+    with pytest.raises(EvaluationError) as refused:  # evaluate.py
+        evaluation.load_model(str(fold1))
+    assert str(refused.value) == expected
+    assert not ran.exists()
+
+
+@pytest.mark.parametrize("cut", ["half", "empty"])
+def test_a_cut_short_model_file_is_damaged_in_the_projects_words(cut, tmp_path):
+    import keras
+
+    from keras_audio_cnn import ensemble, evaluation
+    from keras_audio_cnn.errors import EvaluationError, PredictionError
+
+    keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]).save(tmp_path / "whole.keras")
+    whole = (tmp_path / "whole.keras").read_bytes()
+    model_dir, fold1 = _hand_made_run(tmp_path, whole[:len(whole) // 2] if cut == "half" else b"")
+    expected = (f"{fold1 / 'model.keras'} is damaged: it is not a whole .keras archive (cut "
+                "short by a full disk, a copy that stopped, or overwritten); "
+                f"{_retrain(model_dir, fold1)}")
+    with pytest.raises(PredictionError) as refused:
+        ensemble.load_ensemble(str(model_dir), log=lambda line: None)
+    assert str(refused.value) == expected
+    with pytest.raises(EvaluationError) as refused:
+        evaluation.load_model(str(fold1))
+    assert str(refused.value) == expected

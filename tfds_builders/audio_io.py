@@ -53,10 +53,19 @@ def one_line(text):
 
 
 def _source_name(path_or_fileobj):
-    if isinstance(path_or_fileobj, (str, os.PathLike)):
-        return os.fspath(path_or_fileobj)
+    if isinstance(path_or_fileobj, (str, bytes, os.PathLike)):
+        return os.fsdecode(path_or_fileobj)
     name = getattr(path_or_fileobj, "name", None)
     return name if isinstance(name, str) else "<in-memory audio file>"
+
+
+def sndfile_path(path_or_fileobj):
+    """What to give libsndfile (soundfile) to open a file: a path as the bytes the OS
+    gave (`os.fsencode`), so that a name that is not UTF-8 (bytes such as \\xff, read
+    by Python as surrogates) opens as any other; a file object as it is."""
+    if isinstance(path_or_fileobj, (str, bytes, os.PathLike)):
+        return os.fsencode(path_or_fileobj)
+    return path_or_fileobj
 
 
 def load_clip(path_or_fileobj, sample_rate: int, num_samples: int) -> np.ndarray:
@@ -98,7 +107,8 @@ def load_clip_checked(path_or_fileobj, sample_rate: int, num_samples: int):
     try:
         declared = _declared_frames(path_or_fileobj)
         # float64 holds every PCM width exactly: a 16-bit sample s reads as s / 32768.
-        data, file_rate = sf.read(path_or_fileobj, dtype="float64", always_2d=True)
+        data, file_rate = sf.read(sndfile_path(path_or_fileobj), dtype="float64",
+                                  always_2d=True)
     except Exception as err:  # libsndfile reports every decoding problem its own way.
         reason = getattr(err, "error_string", None) or err  # LibsndfileError's own words.
         raise AudioDataError(
@@ -155,7 +165,7 @@ def _declared_frames(path_or_fileobj):
 
     A seekable file object is read from its position and put back there.
     """
-    if isinstance(path_or_fileobj, (str, os.PathLike)):
+    if isinstance(path_or_fileobj, (str, bytes, os.PathLike)):
         with open(path_or_fileobj, "rb") as stream:
             return _declared_frames(stream)
     stream = path_or_fileobj

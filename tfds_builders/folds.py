@@ -15,6 +15,7 @@ Two assignments:
 """
 
 import hashlib
+import os
 import zlib
 
 import numpy as np
@@ -54,7 +55,7 @@ def stratified_folds(keys_by_class, num_folds, seed=SEED):
     position = 0
     for name in sorted(keys_by_class):
         keys = sorted(keys_by_class[name])
-        rng = np.random.default_rng([seed, zlib.crc32(name.encode("utf-8"))])
+        rng = np.random.default_rng([seed, zlib.crc32(os.fsencode(name))])
         for index in rng.permutation(len(keys)):
             folds[keys[index]] = position % num_folds + 1
             position += 1
@@ -73,7 +74,8 @@ FILE_SALT = "keras_audio_cnn/audio_folder/"
 def file_folds(keys, num_folds, salt=FILE_SALT):
     """Folds that depend on each key alone: {key: 1 + sha256(salt + key) mod num_folds}.
 
-    The SHA-256 digest of the UTF-8 bytes of `salt + key`, read as a big-endian
+    The SHA-256 digest of the bytes of `salt + key` (UTF-8; a file name that is not
+    UTF-8 as the bytes the OS gave, `os.fsencode`), read as a big-endian
     integer, modulo `num_folds`, plus one. Adding or removing keys never moves
     another key to another fold. Each key falls in each fold with probability
     1 / num_folds, so fold sizes, overall and per class, are balanced only in
@@ -91,5 +93,5 @@ def file_folds(keys, num_folds, salt=FILE_SALT):
 
 
 def _hash_fold(text, num_folds):
-    digest = hashlib.sha256(text.encode("utf-8")).digest()
+    digest = hashlib.sha256(os.fsencode(text)).digest()
     return int.from_bytes(digest, "big") % num_folds + 1

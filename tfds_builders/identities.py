@@ -9,6 +9,7 @@ Nothing here decodes audio.
 """
 
 import hashlib
+import os
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -31,7 +32,7 @@ def split_identities(builder, split, audio_key="audio"):
     if FILENAME in features:
         keys = [key for key in (FILENAME, CLIP_INDEX) if key in features]
         values = columns(builder, split, keys, audio_key)
-        names = [name.decode("utf-8") for name in values[FILENAME]]
+        names = [os.fsdecode(name) for name in values[FILENAME]]  # a non-UTF-8 name too
         if CLIP_INDEX not in values:
             return names, names
         return names, [f"{name}:{clip}" for name, clip in zip(names, values[CLIP_INDEX])]
@@ -45,7 +46,7 @@ def split_identities(builder, split, audio_key="audio"):
 def fingerprint(identities):
     """The SHA-256 hex digest of `identities`, sorted, one a line."""
     text = "".join(f"{identity}\n" for identity in sorted(identities))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return hashlib.sha256(os.fsencode(text)).hexdigest()  # UTF-8, or a name's own bytes
 
 
 def columns(builder, split, keys, audio_key="audio"):

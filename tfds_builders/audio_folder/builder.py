@@ -19,6 +19,7 @@ The steps live in modules of their own: `options` (defaults and checks),
 """
 
 import dataclasses
+import os
 import pathlib
 
 from absl import logging
@@ -134,11 +135,13 @@ class Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
             waveform = common.load_clip_noting_suspects(
                 self, path, audio_file.path, config.sample_rate, length
             )
+            # A name that is not UTF-8 is stored (and hashed) as the bytes the OS gave.
+            name = os.fsencode(audio_file.path)
             for index, clip in enumerate(clips.cut_clips(waveform, config.num_samples)):
-                yield f"{audio_file.path}:{index}", {
+                yield name + b":%d" % index, {
                     "audio": clip,
                     "label": audio_file.label,
-                    "filename": audio_file.path,
+                    "filename": name,
                     "clip_index": index,
                     "fold": audio_file.fold,
                 }

@@ -12,13 +12,14 @@ def read_folds_csv(csv_path, root, audio_paths, num_folds):
     """{relative path: fold} from folds.csv, which must list each audio file once.
 
     Args:
-      csv_path: the folds.csv file, with columns `filename,fold` (others ignored).
+      csv_path: the folds.csv file, UTF-8 with columns `filename,fold` (others ignored);
+        a file name that is not UTF-8 is given as the bytes of the name.
       root: the audio folder, for messages.
       audio_paths: the relative paths of the folder's audio files, sorted.
       num_folds: folds are 1..num_folds, each given a file.
 
     Raises:
-      AudioDataError: the file is not UTF-8, lacks a column, lists a file twice,
+      AudioDataError: the file lacks a column, lists a file twice,
         lists one that is not an audio file of the folder or leaves one out, or
         has a fold that is not a whole number in 1..num_folds, or an empty fold.
     """
@@ -27,9 +28,9 @@ def read_folds_csv(csv_path, root, audio_paths, num_folds):
         f"(e.g. dog/a.wav,2) and folds 1..{num_folds}"
     )
     try:
-        text = csv_path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise AudioDataError(f"{csv_path} is not UTF-8 text ({one_line(err)}); {fix}") from err
+        # UTF-8; a file name that is not (bytes such as \xff) is read as the file system
+        # gives it to Python (`os.fsdecode`), so that it names the same file.
+        text = csv_path.read_text(encoding="utf-8-sig", errors="surrogateescape")
     except OSError as err:  # Permission denied, most likely.
         raise AudioDataError(
             f"cannot read {csv_path}: {(err.strerror or one_line(err)).lower()}; make it "

@@ -43,7 +43,28 @@ def folder_root(audio_dir):
     if not root.is_dir():
         problem = "is not a folder" if root.exists() else "does not exist"
         raise AudioDataError(f"audio_dir {root} {problem}; give a folder holding {_LAYOUT_HINT}")
-    return root.resolve()
+    root = root.resolve()
+    if not is_utf8(str(root)):
+        # TensorFlow's and TFDS's files name it in their records, which hold UTF-8 only.
+        raise AudioDataError(
+            f"audio_dir {root} has a name that is not UTF-8 text (bytes "
+            f"{_undecodable(str(root))}); the prepared data records it: rename the folder"
+        )
+    return root
+
+
+def is_utf8(name):
+    """Whether a name the OS gave (`os.fsdecode`) is UTF-8 text, not bytes that are not."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _undecodable(name):
+    """The bytes of a name that are not UTF-8, e.g. "\\xff\\xfe"."""
+    return "".join(f"\\x{ord(c) - 0xDC00:02x}" for c in name if 0xDC80 <= ord(c) <= 0xDCFF)
 
 
 def class_paths(root):
@@ -61,6 +82,12 @@ def class_paths(root):
         if _skipped(entry.name):
             ignored["hidden"] += 1
         elif _is_folder(entry, root):
+            if not is_utf8(entry.name):  # a class name is a label, text everywhere
+                raise AudioDataError(
+                    f"class folder {entry} has a name that is not UTF-8 text (bytes "
+                    f"{_undecodable(entry.name)}); class names are labels in every output: "
+                    "rename the folder"
+                )
             classes.append(entry.name)
         elif entry.name != FOLDS_CSV:
             ignored["non-audio"] += 1
