@@ -157,6 +157,7 @@ def run(config):
     _recorded_run(config, model_dir)
     if settings.note:
         print(settings.note)
+    model_lib.fetch_weights(config.model.backbone, config.model.weights)
     options = config.data
     source = datasets.open_source(
         options.dataset, options.data_dir, options.manual_dir, audio_dir=options.audio_dir,

@@ -95,6 +95,15 @@ def check_options(backbone, weights, trainable, reinit_from=None):
             block_start(probe, reinit_from, "--reinit_from")
 
 
+def fetch_weights(backbone, weights):
+    """Gets a backbone's pretrained weights ready before any data work: a PANNs checkpoint
+    is downloaded, checked and converted once (a failure costs no dataset download);
+    ImageNet weights come with the model's first build (Keras caches them)."""
+    fetch = getattr(family(backbone), "fetch_weights", None)
+    if fetch:
+        fetch(backbone, weights or backbones.family_of(backbone).recipe["weights"])
+
+
 def set_trainable(backbone_model, trainable):
     """Applies --trainable: all, head (backbone frozen), from:<block> (earlier frozen)."""
     _check_trainable(trainable)

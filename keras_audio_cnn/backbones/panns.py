@@ -430,6 +430,13 @@ def pretrained_preset(name, weights="audioset"):
     return convert(spec, source, os.path.basename(source))
 
 
+def fetch_weights(name, weights):
+    """The preset of a variant's weights, made now if it must be (see `pretrained_preset`);
+    nothing for `--weights=none`."""
+    if _weights_file(name, weights) is not None:
+        pretrained_preset(name, weights)
+
+
 def _load_preset(model, spec, directory, head):
     """`model`'s layers set from a preset: all but "predictions" (the AudioSet head),
     unless `head`."""
