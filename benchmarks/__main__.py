@@ -1,7 +1,8 @@
 """Runs the benchmarks, prints a table and writes it as JSON.
 
-    python -m benchmarks                        # everything, about 35 min on 2 CPU cores
+    python -m benchmarks                        # everything, about 50 min on 2 CPU cores
     python -m benchmarks --only=frontend,train_step
+    python -m benchmarks --only=cnn14_train_step,cnn14_inference   # PANNs CNN14 vs PyTorch
     python -m benchmarks --preset=gpu           # on a GPU machine: frontend, train step,
                                                 # inference, under 10 min
     python -m benchmarks --preset=smoke         # MobileNetV3Small, 1 s trials: checks the harness
@@ -9,8 +10,9 @@
 Every timed side runs in its own process, set up and warmed once; then the sides
 of a benchmark take turns, one trial each (A B C A B C ...), `--trials` rounds,
 and the table gives each side's median with its min and max. The PyTorch sides
-(the paper's pipeline) run under `--torch_python` and are skipped with a note
-when torch and torchvision do not import there (`pip install -e ".[bench]"`).
+(the paper's pipeline, and PANNs' own CNN14) run under `--torch_python` and are
+skipped with a note when torch and torchvision (for CNN14: torch, torchlibrosa and
+panns_inference, `pip install -e ".[test]"`) do not import there.
 The generated ESC-50-sized archives (about 1.1 GB) stay in --work_dir for reuse;
 each side's log is in --work_dir/logs.
 """
@@ -29,11 +31,13 @@ from absl import app, flags  # noqa: E402
 
 from benchmarks import common  # noqa: E402  (no TensorFlow at import)
 
-BENCHMARKS = ("frontend", "train_step", "inference", "preparation", "pipeline", "memory")
+BENCHMARKS = ("frontend", "train_step", "inference", "preparation", "pipeline", "memory",
+              "cnn14_train_step", "cnn14_inference")
 # Trials per side, each at least this long (s), per benchmark.
 PRESETS = {
     "cpu": {"only": BENCHMARKS, "backbone": "DenseNet201", "torch_model": "densenet201",
-            "seconds": {"frontend": 10, "train_step": 20, "inference": 15, "pipeline": 5}},
+            "seconds": {"frontend": 10, "train_step": 20, "inference": 15, "pipeline": 5,
+                        "cnn14_train_step": 20, "cnn14_inference": 15}},
     "gpu": {"only": ("frontend", "train_step", "inference"), "backbone": "DenseNet201",
             "torch_model": "densenet201",
             "seconds": {"frontend": 5, "train_step": 5, "inference": 5}},
@@ -65,6 +69,7 @@ flags.DEFINE_string("output", os.path.join("runs", "benchmarks", "results.json")
 FLAGS = flags.FLAGS
 
 SIDES_TF, SIDES_TORCH = "benchmarks.sides", "benchmarks.torch_sides"
+SIDES_PANNS = "benchmarks.panns_sides"
 
 
 def _plain_env(onednn=None):
@@ -261,6 +266,27 @@ def inference_rows(results, load, backbone, batch, torch_model):
     ]
 
 
+def cnn14_rows(benchmark, results, load, batch):
+    """The CNN14 rows: the Keras port against the authors' PyTorch network."""
+    ratio = _ratio(results, "ours", "reference")
+    training = benchmark == "cnn14_train_step"
+    target = 1.0 if training else 1.3
+    what = (f"CNN14, batch {batch} of 5 s 32 kHz waveforms, a 50-class head, "
+            + ("SpecAugment on every clip, Adam with AMSGrad" if training
+               else "waveform to probabilities"))
+    unit = "samples/s" if training else "clips/s"
+    how = ("train.py's training model" if training else "a fold model's inference function "
+           "(predict.py)")
+    return [
+        _side_row(f"6 {benchmark}", "ours", f"{what}: {how}", unit, results.get("ours", {}),
+                  load, ratio=ratio, reference="reference", target=f">= {target}x reference",
+                  met=None if ratio is None else ratio >= target),
+        _side_row(f"6 {benchmark}", "reference", f"{what}: panns_inference's Cnn14 "
+                  f"({'train' if training else 'eval'} mode)", unit,
+                  results.get("reference", {}), load),
+    ]
+
+
 def main(argv):
     if len(argv) > 1:
         sys.exit(f"benchmarks: error: unexpected arguments {argv[1:]}")
@@ -270,7 +296,8 @@ def main(argv):
     if unknown:
         sys.exit(f"benchmarks: error: unknown benchmark {unknown[0]!r}; "
                  f"choose from {', '.join(BENCHMARKS)}")
-    timed = bool({"frontend", "train_step", "inference"} & set(only))
+    timed = bool({"frontend", "train_step", "inference", "cnn14_train_step",
+                  "cnn14_inference"} & set(only))
     gpus = common.tensorflow_gpus() if timed or FLAGS.preset == "gpu" else 0
     if FLAGS.preset == "gpu" and not gpus:
         sys.exit("benchmarks: error: --preset=gpu, but TensorFlow sees no GPU here (check "
@@ -295,11 +322,19 @@ def main(argv):
     # The reference's network on the project's kind of device: on the GPU where
     # TensorFlow has one, else on the CPU (also where only torch sees a GPU).
     torch_env = None if gpus else dict(os.environ, CUDA_VISIBLE_DEVICES="")
+    cnn14_torch_missing = None
     if timed:
         torch_missing, torch_no_cuda = common.torch_notes(FLAGS.torch_python, need_cuda=bool(gpus))
         for note in (torch_missing, torch_no_cuda):
             if note:
                 log(f"PyTorch sides: {note}")
+        if {"cnn14_train_step", "cnn14_inference"} & set(only):
+            missing, no_cuda = common.torch_notes(
+                FLAGS.torch_python, need_cuda=bool(gpus),
+                modules=("torchlibrosa", "panns_inference"), install=".[test]")
+            cnn14_torch_missing = missing or no_cuda
+            if cnn14_torch_missing:
+                log(f"CNN14 PyTorch side: {cnn14_torch_missing}")
 
     def torch_side(target, name="reference", **options):
         if torch_missing or (torch_no_cuda and target != "reference_frontend"):
@@ -365,6 +400,23 @@ def main(argv):
         details["inference"] = results
         report(inference_rows(results, load, backbone, sides.INFERENCE_BATCH,
                               preset["torch_model"]))
+    for benchmark in ("cnn14_train_step", "cnn14_inference"):
+        if benchmark not in only:
+            continue
+        log(f"6 {benchmark}")
+        training = benchmark == "cnn14_train_step"
+        function = "train" if training else "inference"
+        reference = ("reference", None, cnn14_torch_missing) if cnn14_torch_missing else (
+            "reference", f"{SIDES_PANNS}:reference_{function}", {}, FLAGS.torch_python,
+            torch_env)
+        results, load = timed_benchmark(benchmark, [
+            ("ours", f"{SIDES_PANNS}:ours_{function}", {}, None, None), reference,
+        ], FLAGS.trials, seconds[benchmark], log_dir, log)
+        details[benchmark] = results
+        from benchmarks import panns_sides
+
+        report(cnn14_rows(benchmark, results, load,
+                          panns_sides.TRAIN_BATCH if training else panns_sides.INFERENCE_BATCH))
     if "memory" in only:
         from benchmarks import data
 

@@ -65,17 +65,20 @@ def probe(python, code, env=None):
     return lines[-1] if result.returncode == 0 and lines else None
 
 
-def torch_notes(python, need_cuda):
+def torch_notes(python, need_cuda, modules=("torchvision",), install=".[bench]"):
     """Why the PyTorch sides cannot run under `python`, as `(all sides, sides on the
     GPU)`: None where they can. With `need_cuda` (TensorFlow sees a GPU) a torch that
     sees no CUDA GPU would time the reference on the CPU against the project on the
     GPU, so its network sides are not measured (its per-clip frontend runs on the
-    CPU anyway, as in the paper's preprocessing)."""
-    found = probe(python, "import torch, torchvision; "
+    CPU anyway, as in the paper's preprocessing). `modules`: what the sides import
+    besides torch (the paper's torchvision; PANNs' torchlibrosa and panns_inference,
+    looked up without importing it: its package downloads a file at import)."""
+    found = probe(python, "import importlib.util, torch; "
+                  f"assert all(importlib.util.find_spec(m) for m in {list(modules)!r}); "
                   "print(torch.__version__, torch.cuda.is_available())")
     if not found:
-        return (f"not measured: torch and torchvision do not import in {python} "
-                "(pip install -e \".[bench]\", or --torch_python=PATH)"), None
+        return (f"not measured: torch and {', '.join(modules)} do not import in {python} "
+                f"(pip install -e \"{install}\", or --torch_python=PATH)"), None
     version, cuda = found.rsplit(" ", 1)
     if need_cuda and cuda != "True":
         return None, (f"not measured: torch {version} in {python} sees no CUDA GPU, so the "

@@ -439,24 +439,50 @@ def to_tflite(model, batch_size=1, quantize="none", representative=None):
 def to_onnx(model, opset=17):
     """Converts a (portable) waveform model to an ONNX model proto (needs tf2onnx).
 
-    The model's function is frozen first (variables and captured constants
-    become graph constants): `tf2onnx.convert.from_function` left the
-    Normalization layer's captured constants as extra graph inputs.
+    tf2onnx is given the model's function with its weights as inputs (Keras's
+    `stateless_call`), and the weights become the ONNX model's initializers after: with
+    the weights frozen into graph constants, as tf2onnx's own recipe does, it held about
+    250 bytes of memory per weight (4.7 GB for DenseNet201, 19 GB for CNN14, measured),
+    while this way the graph it converts holds no weights (CNN14: 1.3 s, 1.9 GB).
+    Constants the function captures (a `Normalization` layer's statistics) become
+    initializers too.
     """
-    import tf2onnx  # optional: only for this export
-    from tensorflow.python.framework.convert_to_constants import (
-        convert_variables_to_constants_v2,
-    )
-
     import onnx
+    import onnx.numpy_helper
+    import tf2onnx  # optional: only for this export
 
-    frozen = convert_variables_to_constants_v2(_inference_function(model, None))
+    trainable, fixed = list(model.trainable_variables), list(model.non_trainable_variables)
+    weights = trainable + fixed
+
+    def call(waveform, *values):
+        outputs, _ = model.stateless_call(list(values[:len(trainable)]),
+                                          list(values[len(trainable):]), waveform,
+                                          training=False)
+        return outputs
+
+    signature = [tf.TensorSpec([None, model.input_shape[-1]], tf.float32, name="waveform")]
+    signature += [tf.TensorSpec(w.shape, w.dtype, name=f"weight_{i}")
+                  for i, w in enumerate(weights)]
+    concrete = tf.function(call, autograph=False).get_concrete_function(*signature)
+    if any(t.dtype == tf.resource for t in concrete.captured_inputs):
+        raise PredictionError(f"{model.name} reads a variable that is not one of its weights; "
+                              "it cannot be converted to ONNX")
+    names = [tensor.name for tensor in concrete.inputs]
+    values = [keras.ops.convert_to_numpy(w) for w in weights]
+    values += [t.numpy() for t in concrete.captured_inputs]
     proto, _ = tf2onnx.convert.from_graph_def(
-        frozen.graph.as_graph_def(),
-        input_names=[tensor.name for tensor in frozen.inputs],
-        output_names=[tensor.name for tensor in frozen.outputs],
-        opset=opset,
-    )
+        concrete.graph.as_graph_def(), input_names=names,
+        output_names=[tensor.name for tensor in concrete.outputs], opset=opset)
+    value_of = dict(zip(names[1:], values))
+    inputs = list(proto.graph.input)
+    del proto.graph.input[:]
+    for graph_input in inputs:
+        if graph_input.name in value_of:
+            proto.graph.initializer.append(
+                onnx.numpy_helper.from_array(np.asarray(value_of[graph_input.name]),
+                                             graph_input.name))
+        else:
+            proto.graph.input.append(graph_input)
     try:  # tf2onnx keeps the ops it cannot convert, as nodes no ONNX runtime has
         onnx.checker.check_model(proto)
     except onnx.checker.ValidationError as error:

@@ -68,8 +68,10 @@ import numpy as np, soundfile as sf, tensorflow as tf
 export_dir, clip, recording, stereo, bad_wavs, out = sys.argv[1:7]
 model = tf.saved_model.load(export_dir)
 s = model.signatures
-result = {k: v.numpy().tolist() for k, v in s["metadata"]().items() if k != "class_names"}
+result = {k: v.numpy().tolist() for k, v in s["metadata"]().items()
+          if k not in ("class_names", "activation")}
 result["class_names"] = [n.decode() for n in s["metadata"]()["class_names"].numpy()]
+result["activation"] = s["metadata"]()["activation"].numpy().decode()
 clip_wave = sf.read(clip, dtype="float32")[0]
 result["serve"] = s["serve"](waveform=tf.constant(clip_wave[None]))["probabilities"].numpy().tolist()
 for name, output in [
@@ -119,7 +121,7 @@ def test_every_signature_matches_predict_in_a_fresh_process(exported, run_cli, t
         check=True, cwd=tmp_path, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), timeout=600)
     served = json.loads(served_json.read_text())
 
-    assert served["class_names"] == list(CLASSES)
+    assert served["class_names"] == list(CLASSES) and served["activation"] == "softmax"
     assert (served["sample_rate"], served["num_samples"], served["hop_samples"]) == (8000, 4000,
                                                                                      2000)
     np.testing.assert_allclose(served["serve"][0], list(predicted[clip]["probabilities"].values()),

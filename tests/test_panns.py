@@ -32,7 +32,6 @@ import subprocess
 import sys
 import textwrap
 
-import keras
 import numpy as np
 import pytest
 import torch
@@ -45,26 +44,6 @@ NEAR_PEAK_DB = 70.0
 ANYWHERE_DB = 0.2
 PROBABILITY = 1e-4
 EMBEDDING_RELATIVE = 1e-4
-
-
-def _pure(sample_rate, seconds):
-    """A tone and a chirp up to near Nyquist, digital: `[2, samples]` float64."""
-    n = int(seconds * sample_rate)
-    t = np.arange(n) / sample_rate
-    top = 0.45 * sample_rate
-    chirp = 0.3 * np.sin(2 * np.pi * (100 * t + (top - 100) / (2 * seconds) * t**2))
-    return np.stack([0.5 * np.sin(2 * np.pi * 440.0 * t), chirp])
-
-
-def _signals(sample_rate, seconds):
-    """A tone, noise and a chirp over a -80 dB noise floor, and digital silence:
-    `[4, samples]` float32."""
-    rng = np.random.default_rng(int(seconds * 10))
-    tone, chirp = _pure(sample_rate, seconds)
-    noise = 0.1 * rng.standard_normal(len(tone))
-    floor = 1e-4 * rng.standard_normal((3, len(tone)))
-    return np.concatenate([np.stack([tone, noise, chirp]) + floor,
-                           np.zeros((1, len(tone)))]).astype("float32")
 
 
 @pytest.fixture(scope="module")
@@ -108,33 +87,6 @@ def taggers(checkpoints):
     return tagger
 
 
-def _reference_outputs(network, clips):
-    """The reference's outputs, and its log-mel image and `bn0` output in float64."""
-    frontend = copy.deepcopy(torch.nn.ModuleList(
-        [network.spectrogram_extractor, network.logmel_extractor, network.bn0])).double()
-    with torch.no_grad():
-        out = network(torch.from_numpy(clips))
-        logmel = frontend[1](frontend[0](torch.from_numpy(clips.astype("float64"))))
-        normalized = frontend[2](logmel.transpose(1, 3)).transpose(1, 3)
-    # [batch, 1, frames, bands] -> the Keras image's [batch, bands, frames]
-    out = {key: value.numpy() for key, value in out.items()}
-    out["logmel"] = logmel.numpy()[:, 0].transpose(0, 2, 1)
-    out["normalized"] = normalized.numpy()[:, 0].transpose(0, 2, 1)
-    return out
-
-
-def _keras_outputs(model, spec, clips):
-    layers = [model.get_layer("logmel_image").output, model.get_layer("bn0").output,
-              model.get_layer("dropout").input, model.output]
-    logmel, normalized, embedding, logits = [
-        x.numpy() for x in keras.Model(model.input, layers)(clips, training=False)]
-    out = {"logmel": logmel[..., 0], "normalized": normalized[..., 0], "embedding": embedding,
-           "clipwise_output": 1 / (1 + np.exp(-logits.astype("float64")))}
-    if spec.decision_level:
-        out["framewise_output"] = panns.framewise_model(model, spec)(clips).numpy()
-    return out
-
-
 def _assert_image_close(ours, reference, decibels, what, scale=1.0):
     """`ours` within LOG_MEL_DB (times `scale`) of `reference` where the reference's log-mel
     `decibels` are within NEAR_PEAK_DB of their clip's peak, within ANYWHERE_DB (times
@@ -153,11 +105,12 @@ def test_the_converted_cnn14_computes_what_the_authors_model_computes(
     spec = panns.VARIANTS[name]
     network = checkpoints[name][0]
     model = taggers(name, seconds)
-    signals = _signals(spec.sample_rate, seconds)
+    signals = panns_reference.signals(spec.sample_rate, seconds)
     bn0 = network.bn0
     bn0_gain = float((bn0.weight.abs() / torch.sqrt(bn0.running_var + bn0.eps)).max().detach())
     for batch in (signals[:3], signals[3:], signals[1:2]):  # batch sizes 3 and 1
-        ours, reference = _keras_outputs(model, spec, batch), _reference_outputs(network, batch)
+        ours = panns_reference.keras_outputs(model, spec, batch)
+        reference = panns_reference.reference_outputs(network, batch)
         decibels = reference["logmel"]
         _assert_image_close(ours["logmel"], decibels, decibels, "log-mel dB")
         # The input of the first convolution: the log-mel after bn0, in its units.
@@ -174,24 +127,24 @@ def test_the_converted_cnn14_computes_what_the_authors_model_computes(
             size = np.linalg.norm(reference["embedding"], axis=-1)
             assert (difference <= EMBEDDING_RELATIVE * size).all(), difference / size
     if seconds == 1:  # the reference outputs differ between the signals: a real comparison
-        spread = _reference_outputs(network, signals)["clipwise_output"]
+        spread = panns_reference.reference_outputs(network, signals)["clipwise_output"]
         assert np.abs(spread[0] - spread[3]).max() > 100 * PROBABILITY
 
 
 def test_on_pure_digital_tones_the_port_is_as_exact_as_the_authors_code(checkpoints, taggers):
     spec = panns.VARIANTS["panns_cnn14"]
     network = checkpoints[spec.name][0]
-    clips = _pure(spec.sample_rate, 1).astype("float32")
+    clips = panns_reference.pure(spec.sample_rate, 1).astype("float32")
     exact = copy.deepcopy(network).double()
     with torch.no_grad():
         exact = {k: v.numpy() for k, v in exact(torch.from_numpy(clips.astype("float64"))).items()}
         theirs = {k: v.numpy() for k, v in network(torch.from_numpy(clips)).items()}
-    ours = _keras_outputs(taggers(spec.name, 1), spec, clips)
+    ours = panns_reference.keras_outputs(taggers(spec.name, 1), spec, clips)
     for key in ("clipwise_output", "embedding"):
         our_error = np.abs(ours[key] - exact[key]).max()
         their_error = np.abs(theirs[key] - exact[key]).max()
         assert our_error <= 2 * their_error + 1e-6, (key, our_error, their_error)
-    decibels = _reference_outputs(network, clips)["logmel"]
+    decibels = panns_reference.reference_outputs(network, clips)["logmel"]
     _assert_image_close(ours["logmel"], decibels, decibels, "pure log-mel dB")
 
 
@@ -205,8 +158,9 @@ def test_a_conversion_mistake_is_far_outside_the_tolerances(checkpoints, taggers
     kept = layer.get_weights()
     try:
         layer.set_weights([kept[0].transpose(1, 0, 2, 3)])
-        clips = _signals(spec.sample_rate, 1)[:3]
-        ours, reference = _keras_outputs(model, spec, clips), _reference_outputs(network, clips)
+        clips = panns_reference.signals(spec.sample_rate, 1)[:3]
+        ours = panns_reference.keras_outputs(model, spec, clips)
+        reference = panns_reference.reference_outputs(network, clips)
         difference = np.linalg.norm(ours["embedding"] - reference["embedding"], axis=-1)
         assert (difference > 10 * EMBEDDING_RELATIVE * np.linalg.norm(
             reference["embedding"], axis=-1)).all()
@@ -219,7 +173,7 @@ def test_a_saved_tagger_reloads_in_a_fresh_process_without_this_package(
     spec = panns.VARIANTS["panns_cnn14"]
     model = taggers(spec.name, 5)
     model.save(tmp_path / "model.keras")
-    clips = _signals(spec.sample_rate, 5)
+    clips = panns_reference.signals(spec.sample_rate, 5)
     np.save(tmp_path / "clips.npy", clips)
     script = textwrap.dedent(f"""
         import sys
@@ -233,6 +187,7 @@ def test_a_saved_tagger_reloads_in_a_fresh_process_without_this_package(
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     subprocess.run([sys.executable, "-c", script], check=True, cwd=tmp_path, env=env,
                    timeout=600)
-    reference = _reference_outputs(checkpoints[spec.name][0], clips)["clipwise_output"]
+    reference = panns_reference.reference_outputs(checkpoints[spec.name][0], clips)[
+        "clipwise_output"]
     np.testing.assert_allclose(np.load(tmp_path / "probabilities.npy"), reference, rtol=0,
                                atol=PROBABILITY)

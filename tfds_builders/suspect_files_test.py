@@ -79,9 +79,9 @@ class SuspectFilesTest(parameterized.TestCase):
         self.assertLen(warnings, 2)
         for name, line in zip(sorted(expected), sorted(warnings)):
             self.assertIn(f"kept {name}, which looks damaged", line)
-        # Kept: every file is an example, and the version is the one before.
+        # Kept: every file is an example, and the version is the builder's own.
         self.assertEqual(builder.info.splits.total_num_examples, len(files))
-        self.assertEqual(str(builder.version), "1.0.0")
+        self.assertEqual(str(builder.version), str(builder_class.VERSION))
         reread = tfds.builder_from_directory(builder.data_dir)
         self.assertEqual(reread.info.metadata[common.SUSPECT_FILES], expected)
 

@@ -9,8 +9,9 @@ declares it, and the model computes it from the waveform:
 - frontend: the checkpoint's rate (32 kHz, or 16 kHz for `panns_cnn14_16k`); an STFT
   with a periodic Hann window of `fft` samples every `hop` samples, centred with
   reflect padding (torchlibrosa's `Spectrogram`, librosa's `stft`), computed in
-  float64; power `re^2 + im^2`, float32 from there; librosa's Slaney mel filterbank (`librosa.filters.mel`, 64 bands from
-  `fmin` to `fmax`); `10 log10(max(power, 1e-10))` (ref 1.0, amin 1e-10, no top_db);
+  float64; power `re^2 + im^2`, float32 from there; librosa's Slaney mel filterbank
+  (`librosa.filters.mel`, 64 bands from `fmin` to `fmax`; the checkpoint's own `melW`);
+  `10 log10(max(power, 1e-10))` (ref 1.0, amin 1e-10, no top_db);
   then `bn0`, a BatchNorm over the mel bands whose statistics come with the weights;
 - network: six blocks of two 3x3 convolutions (no bias) with BatchNorm and ReLU, 2x2
   average pooling after the first five, dropout 0.2 after each; the mean over the

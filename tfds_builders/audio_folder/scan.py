@@ -53,6 +53,12 @@ def folder_root(audio_dir):
     return root
 
 
+def name_bytes(relative_path):
+    """A file's name in the dataset, as the bytes the OS gave (its key and `filename`):
+    UTF-8 for a UTF-8 name, the original bytes otherwise."""
+    return os.fsencode(relative_path)
+
+
 def is_utf8(name):
     """Whether a name the OS gave (`os.fsdecode`) is UTF-8 text, not bytes that are not."""
     try:
