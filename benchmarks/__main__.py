@@ -1,6 +1,7 @@
 """Runs the benchmarks, prints a table and writes it as JSON.
 
-    python -m benchmarks                        # everything, about 50 min on 2 CPU cores
+    python -m benchmarks                        # everything, about 35 min on 2 CPU cores
+                                                # and 9 min more for the CNN14 pair
     python -m benchmarks --only=frontend,train_step
     python -m benchmarks --only=cnn14_train_step,cnn14_inference   # PANNs CNN14 vs PyTorch
     python -m benchmarks --preset=gpu           # on a GPU machine: frontend, train step,
@@ -47,7 +48,8 @@ PRESETS = {
 }
 
 flags.DEFINE_enum("preset", "cpu", list(PRESETS),
-                  "cpu: every benchmark, DenseNet201 (about 35 min on 2 cores); gpu: frontend, "
+                  "cpu: every benchmark, DenseNet201 (about 35 min on 2 cores, and 9 min for the "
+                  "CNN14 pair); gpu: frontend, "
                   "train step and inference with short trials (under 10 min on one GPU); smoke: "
                   "MobileNetV3Small, 1 s trials, to check that every side runs.")
 flags.DEFINE_list("only", None, f"Benchmarks to run, of: {', '.join(BENCHMARKS)} "

@@ -10,7 +10,6 @@ import tensorflow as tf
 from keras_audio_cnn import datasets
 from tfds_builders import folds
 from tfds_builders.audio_folder import fake_data as folder_fake
-from tfds_builders.esc50 import esc50_dataset_builder
 from tfds_builders.gtzan import fake_data as gtzan_fake
 from tfds_builders.gtzan import gtzan_dataset_builder
 from tfds_builders.urbansound8k import fake_data as us8k_fake
@@ -85,21 +84,6 @@ def test_gtzan_fault_filtered_trains_on_train_validates_on_valid_reports_test(
     assert (summary["sample_rate"], summary["num_samples"]) == (22050, 661500)
     model = tf.keras.models.load_model(os.path.join(model_dir, "test", "model.keras"))
     assert model.get_layer("logmel_image").output.shape == (None, 128, 1500, 3)
-
-
-def test_a_model_rate_trains_and_evaluates_on_the_config_at_that_rate(
-        tmp_path, train_and_evaluate, read_json):
-    # The committed dummy ESC-50 (15 clips of 10 ms, padded to 5 s), for a model at 16 kHz.
-    manual = os.path.join(os.path.dirname(esc50_dataset_builder.__file__), "dummy_data",
-                          "manual_folder")
-    model_dir, summary, _ = train_and_evaluate(
-        "--dataset=esc50", "--sample_rate=16000", f"--manual_dir={manual}", "--folds=1")
-    assert (summary["sample_rate"], summary["num_samples"]) == (16000, 80000)
-    record = read_json(model_dir, "fold1", "metrics.json")["data"]
-    assert (record["dataset"], record["config"], record["version"]) == (
-        "esc50", "16000hz", "1.1.0")
-    # evaluate.py opened the same config again: nothing else was prepared.
-    assert sorted(os.listdir(tmp_path / "tfds" / "esc50")) == [".config", "16000hz"]
 
 
 def test_folds_flag_is_refused_for_a_fixed_split_protocol(tmp_path, run_cli, tiny_model):

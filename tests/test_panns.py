@@ -191,3 +191,20 @@ def test_a_saved_tagger_reloads_in_a_fresh_process_without_this_package(
         "clipwise_output"]
     np.testing.assert_allclose(np.load(tmp_path / "probabilities.npy"), reference, rtol=0,
                                atol=PROBABILITY)
+
+
+def test_the_device_frontends_compute_the_keras_image_and_tags(taggers):
+    """LiteRT's (the same FFT) and ONNX's (a DFT matrix product) frontends of a tagger, in
+    the ensemble of `export.py --pretrained`: sigmoid tags as the Keras model's."""
+    from keras_audio_cnn import device_export
+
+    spec = panns.VARIANTS["panns_cnn14"]
+    model = taggers(spec.name, 1)
+    clips = panns_reference.signals(spec.sample_rate, 1)
+    image = panns_reference.keras_outputs(model, spec, clips)["logmel"]
+    tags = 1 / (1 + np.exp(-model(clips).numpy()))
+    for dft in (False, True):
+        portable = device_export.portable_ensemble([model], [spec.name], "sigmoid", dft=dft)
+        frontend = portable.get_layer("member1").get_layer("portable_logmel")
+        _assert_image_close(frontend(clips).numpy()[..., 0], image, image, f"dft={dft}")
+        np.testing.assert_allclose(portable(clips).numpy(), tags, rtol=0, atol=PROBABILITY)

@@ -58,7 +58,8 @@ def test_train_py_fine_tunes_cnn14_on_esc50_at_32_khz_with_panns_recipe(trained,
         "panns_cnn14", 0.5, 0.0, True, 1.0, "specaugment")
     metrics = read_json(model_dir, "fold1", "metrics.json")
     assert (metrics["sample_rate"], metrics["num_samples"]) == (32000, 160000)
-    assert (metrics["data"]["dataset"], metrics["data"]["config"]) == ("esc50", "32000hz")
+    assert (metrics["data"]["dataset"], metrics["data"]["config"], metrics["data"]["version"]) \
+        == ("esc50", "32000hz", "1.1.0")
     assert metrics["data"]["parts"]["test"]["num_examples"] == 3
     model = tf.keras.models.load_model(os.path.join(model_dir, "fold1", "model.keras"))
     assert model.get_layer("logmel_image").output.shape == (None, 64, 501, 1)
@@ -67,13 +68,16 @@ def test_train_py_fine_tunes_cnn14_on_esc50_at_32_khz_with_panns_recipe(trained,
     assert len(presets) == 1 and presets[0].startswith("panns_cnn14-")
 
 
-def test_evaluate_py_scores_the_held_out_fold_as_training_did(trained, run_cli, read_json):
+def test_evaluate_py_scores_the_held_out_fold_as_training_did(work, trained, run_cli,
+                                                              read_json):
     model_dir, _ = trained
     run_cli("evaluate.py", f"--model_dir={model_dir}", "--saliency=1")
     evaluation = read_json(model_dir, "evaluation.json")
     assert evaluation["accuracy"]["fold1"] == read_json(model_dir, "fold1", "metrics.json")[
         "accuracy"]
     assert len(os.listdir(model_dir / "saliency" / "fold1")) == 3  # one a class
+    # evaluate.py opened the config CNN14's rate picked again: nothing else was prepared.
+    assert sorted(os.listdir(work[0] / "tfds" / "esc50")) == [".config", "32000hz"]
 
 
 def _held_out_clips():
@@ -82,7 +86,7 @@ def _held_out_clips():
                   if name.startswith("1-"))
 
 
-def test_predict_and_every_export_of_the_run_give_the_same_probabilities(
+def test_predict_and_the_device_exports_of_the_run_give_the_same_probabilities(
         trained, run_cli, tmp_path):
     model_dir, _ = trained
     files = _held_out_clips()
@@ -95,7 +99,8 @@ def test_predict_and_every_export_of_the_run_give_the_same_probabilities(
     np.testing.assert_allclose(predicted.sum(axis=1), 1.0, atol=1e-6)  # a softmax
 
     clips = np.stack([_resampled(path) for path in files])
-    for export_format in ("saved_model", "tflite", "onnx"):
+    # (the SavedModel of a CNN14: test_the_python_api_and_export_py_pretrained_...)
+    for export_format in ("tflite", "onnx"):
         output = tmp_path / f"model.{export_format}"
         run_cli("export.py", f"--model_dir={model_dir}", f"--format={export_format}",
                 f"--output={output}")
@@ -112,9 +117,6 @@ def _resampled(path):
 
 
 def _run_export(export_format, output, clips):
-    if export_format == "saved_model":
-        loaded = tf.saved_model.load(str(output))  # kept: its functions use its variables
-        return loaded.serve(tf.constant(clips))["probabilities"].numpy()
     if export_format == "tflite":
         return device_export.run_tflite(device_export.interpreter(output.read_bytes()), clips)
     import onnxruntime

@@ -58,6 +58,9 @@ def test_a_checkpoint_is_converted_once_and_cached_as_a_preset(keras_home, check
     assert len(preset["class_names"]) == 527 and preset["class_names"][0] == "Speech"
     assert directory == checkpoints.preset_dir(SPEC.name, preset["sha256"])
     assert directory.startswith(str(keras_home))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(directory).st_mode & 0o777 == 0o777 & ~umask  # readable as any folder
     made = os.path.getmtime(os.path.join(directory, checkpoints.PRESET_WEIGHTS))
     assert panns.pretrained_preset(SPEC.name, str(checkpoint)) == directory
     assert os.path.getmtime(os.path.join(directory, checkpoints.PRESET_WEIGHTS)) == made
@@ -137,6 +140,22 @@ def test_a_checkpoint_trained_on_another_mel_bank_is_refused(keras_home, tmp_pat
     with pytest.raises(ModelConfigError) as error:
         panns.pretrained_preset(SPEC.name, str(path))
     assert "mel filterbank (logmel_extractor.melW) is not panns_cnn14's" in _message(error)
+
+
+def test_a_checkpoint_with_another_stft_window_is_refused(keras_home, reference, tmp_path):
+    state = _state(reference)
+    for part in ("real", "imag"):  # a Hamming window instead of Hann
+        weight = state[f"spectrogram_extractor.stft.conv_{part}.weight"]
+        n = weight.shape[-1]
+        hann = 0.5 - 0.5 * torch.cos(2 * torch.pi * torch.arange(n) / n)
+        hamming = 0.54 - 0.46 * torch.cos(2 * torch.pi * torch.arange(n) / n)
+        weight.mul_(torch.where(hann > 1e-3, hamming / hann.clamp(min=1e-3), 0.0))
+    path = tmp_path / "hamming.pth"
+    torch.save({"model": state}, path)
+    with pytest.raises(ModelConfigError) as error:
+        panns.pretrained_preset(SPEC.name, str(path))
+    assert "its STFT (spectrogram_extractor) is not the Hann-windowed 1024-point DFT" in \
+        _message(error)
 
 
 def test_the_released_checkpoint_of_another_variant_is_named(keras_home, checkpoint, monkeypatch):

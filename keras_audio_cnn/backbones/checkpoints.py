@@ -79,6 +79,9 @@ def write_preset(directory, model, description):
         with open(os.path.join(temporary, PRESET_JSON), "w", encoding="utf-8") as f:
             json.dump(description, f, indent=2)
             f.write("\n")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o777 & ~umask)  # as a folder made by os.makedirs (not 0700)
         try:
             os.rename(temporary, directory)
         except OSError:

@@ -155,6 +155,14 @@ def mel_matrix(spec):
                                fmin=spec.fmin, fmax=spec.fmax).T.astype("float32")
 
 
+def windowed_dft(fft):
+    """`(Re, Im)`, each `[fft // 2 + 1, fft]`: the DFT of a periodic-Hann-windowed frame,
+    as torchlibrosa's `STFT` holds it (its `conv_real`, `conv_imag` kernels)."""
+    hann = scipy.signal.get_window("hann", fft, fftbins=True)
+    angle = 2 * np.pi * np.outer(np.arange(fft // 2 + 1), np.arange(fft)) / fft
+    return np.cos(angle) * hann, -np.sin(angle) * hann
+
+
 def band_centres_hz(spec):
     """The centre frequency of each mel band (for the pitch-shift augmentation)."""
     return librosa.mel_frequencies(spec.mel_bins + 2, fmin=spec.fmin, fmax=spec.fmax)[1:-1]
@@ -247,10 +255,9 @@ def build(spec, num_classes, num_samples, *, dropout=0.5, dtype_policy="float32"
         return keras.Model(waveform, logits, name=f"{spec.name}_audio")
 
 
-
 def expected_keys():
-    """The state-dict keys of a CNN14 checkpoint (both architectures have the same), with
-    the shape of each as `(PyTorch shape, spec -> shape)`; BatchNorm counters aside."""
+    """{key: function of a `Variant` giving its PyTorch shape} of a CNN14 checkpoint's
+    state dict (both architectures have the same keys), BatchNorm counters aside."""
     keys = {}
     stft = "spectrogram_extractor.stft"
     keys[f"{stft}.conv_real.weight"] = lambda s: (s.fft // 2 + 1, 1, s.fft)
@@ -381,6 +388,14 @@ def _check_state(state, spec, path):
                 f"{path} is not a {spec.architecture} checkpoint of {spec.name} ({problem}); "
                 f"pass {spec.file} (Zenodo record 3987831) or a checkpoint of the same "
                 "network trained on its input")
+    real = np.asarray(state["spectrogram_extractor.stft.conv_real.weight"], "float64")[:, 0]
+    imag = np.asarray(state["spectrogram_extractor.stft.conv_imag.weight"], "float64")[:, 0]
+    expected_real, expected_imag = windowed_dft(spec.fft)
+    if not (np.allclose(real, expected_real, atol=1e-5)
+            and np.allclose(imag, expected_imag, atol=1e-5)):
+        raise ModelConfigError(
+            f"{path}: its STFT (spectrogram_extractor) is not the Hann-windowed "
+            f"{spec.fft}-point DFT of {spec.name}: it was trained on another input")
     mel = np.asarray(state["logmel_extractor.melW"], "float64")
     if not np.allclose(mel, mel_matrix(spec), rtol=1e-3, atol=1e-6):
         raise ModelConfigError(
@@ -524,10 +539,7 @@ class PortableLogMel(keras.layers.Layer):
         self.spec = variant(backbone)
         self.frames = stft_frames(num_samples, self.spec.hop)
         self.mel_t = np.ascontiguousarray(np.asarray(mel, "float32").T)  # [bands, bins]
-        fft = self.spec.fft
-        hann = np.asarray(scipy.signal.get_window("hann", fft, fftbins=True))
-        angle = 2 * np.pi * np.outer(np.arange(fft // 2 + 1), np.arange(fft)) / fft
-        self.dft_t = np.concatenate([np.cos(angle) * hann, -np.sin(angle) * hann]).astype(
+        self.dft_t = np.concatenate(windowed_dft(self.spec.fft)).astype(
             "float32")  # [2 bins, fft]: Re, then Im
 
     def _frames(self, waveforms):
