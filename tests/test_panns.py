@@ -50,13 +50,9 @@ EMBEDDING_RELATIVE = 1e-4
 def keras_home(tmp_path_factory):
     """A Keras cache of this module's own: converted checkpoints are cached there."""
     home = tmp_path_factory.mktemp("keras_home")
-    previous = os.environ.get("KERAS_HOME")
-    os.environ["KERAS_HOME"] = str(home)
-    yield home
-    if previous is None:
-        del os.environ["KERAS_HOME"]
-    else:
-        os.environ["KERAS_HOME"] = previous
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("KERAS_HOME", str(home))
+        yield home
 
 
 @pytest.fixture(scope="module")

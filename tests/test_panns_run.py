@@ -28,15 +28,11 @@ def work(tmp_path_factory):
     """A work folder whose Keras cache (KERAS_HOME) this module's commands share, with a
     checkpoint of the reference network (random weights) in it."""
     work = tmp_path_factory.mktemp("panns")
-    previous = os.environ.get("KERAS_HOME")
-    os.environ["KERAS_HOME"] = str(work / "keras")
     network = panns_reference.reference(SPEC, seed=3)
     panns_reference.save_checkpoint(network, work / "cnn14.pth")
-    yield work, network
-    if previous is None:
-        del os.environ["KERAS_HOME"]
-    else:
-        os.environ["KERAS_HOME"] = previous
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("KERAS_HOME", str(work / "keras"))
+        yield work, network
 
 
 @pytest.fixture(scope="module")
