@@ -47,13 +47,13 @@ def test_weights_that_are_not_a_weights_file_are_refused_before_any_data_work(
     assert sorted(os.listdir(tmp_path)) == ["notes.weights.h5"]
 
 
-def test_weights_of_another_architecture_are_one_line():
+def test_weights_of_another_architecture_are_one_line(tmp_path):
     from keras_audio_cnn.backbones import imagenet
     from keras_audio_cnn.errors import ModelConfigError
 
     import keras
 
-    path = "/tmp/test_bad_input_vgg.weights.h5"
+    path = str(tmp_path / "vgg.weights.h5")
     keras.applications.VGG16(include_top=False, weights=None,
                              input_shape=(32, 32, 3)).save_weights(path)
     with pytest.raises(ModelConfigError, match="does not fit MobileNetV3Small without its top"):
