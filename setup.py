@@ -2,6 +2,10 @@
 
 import setuptools
 
+# The site is tested with MkDocs 1.6; a new major version may change its configuration.
+# mkdocstrings' Python handler reads the docstrings from the source, importing nothing.
+DOCS = ["mkdocs>=1.6,<2", "mkdocs-material", "mkdocstrings[python]"]
+
 setuptools.setup(
     name="keras_audio_cnn",
     version="0.1.0",
@@ -45,9 +49,12 @@ setuptools.setup(
         # torch, panns-inference, torchlibrosa: the PANNs port is compared with the authors'
         # own model code (tests/test_panns.py). torch is pinned to the CPU build this
         # project's machines hold; a range would make pip fetch a several-GB CUDA build.
+        # The docs extra too: tests/test_docs.py builds the site with mkdocs --strict.
         "test": ["pytest", "pytest-xdist", "hypothesis", "dill", "pydub", "ray>=2.9",
                  "ai-edge-litert", "tf2onnx", "onnxruntime", "torch==2.13.0",
-                 "panns-inference==0.1.1", "torchlibrosa==0.1.0"],
+                 "panns-inference==0.1.1", "torchlibrosa==0.1.0", *DOCS],
+        # The documentation site (mkdocs.yml over docs/): mkdocs serve, mkdocs build.
+        "docs": DOCS,
         "gpu": ["tensorflow[and-cuda]>=2.20"],
         # --backbone=panns_*: reading PANNs' .pth checkpoints once (torch.load with
         # weights_only=True); the converted Keras weights are cached.
