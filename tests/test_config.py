@@ -1,11 +1,9 @@
 """The options of train.py: one definition gives the flags, their checks and run.json."""
 
-import re
-
 import pytest
 from absl import flags
 
-from keras_audio_cnn import backbones, cli, config
+from keras_audio_cnn import cli, config
 from keras_audio_cnn.errors import ConfigError
 
 # run.json of a run trained before options were grouped (keras_audio_cnn at 8506787).
@@ -88,28 +86,3 @@ def test_the_config_checks_values_given_from_python():
     with pytest.raises(TypeError, match="no such option: epoch"):
         config.TrainConfig().replace(epoch=3)
 
-
-def test_the_readme_flag_table_lists_every_flag_with_its_default():
-    """A default that depends on the backbone's family reads `imagenet's (PANNs: panns')`."""
-    with open(config.__file__.replace("keras_audio_cnn/config.py", "README.md")) as f:
-        readme = f.read()
-    table = readme.split("### Flags of `train.py`", 1)[1].split("\n\n", 2)[1]
-    documented = {}
-    for line in table.splitlines()[2:]:
-        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
-        names = re.findall(r"`--(\w+)`", cells[0])
-        defaults = cells[1].split(", ") if len(names) > 1 and cells[1] else [cells[1]] * len(names)
-        documented.update(zip(names, defaults))
-    imagenet = config.TrainConfig().to_flags()
-    panns = config.TrainConfig().replace(backbone="panns_cnn14").to_flags()
-    assert set(documented) == set(imagenet)
-    for name, value in imagenet.items():
-        if not isinstance(value, (bool, int, float, str)):  # None, a list
-            continue
-        text, _, family = documented[name].partition(" (PANNs: ")
-        assert bool(family) == (name in backbones.RECIPE_OPTIONS), name
-        pairs = [(text, value)] + ([(family.rstrip(")"), panns[name])] if family else [])
-        for shown, expected in pairs:
-            shown = shown.strip(" `")
-            wanted = str(expected).lower() if isinstance(expected, bool) else str(expected)
-            assert shown == wanted or float(shown) == expected, (name, shown, expected)

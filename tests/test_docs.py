@@ -1,14 +1,78 @@
-"""The pages in docs/ build as a site: `mkdocs build --strict` passes (broken links
-and anchors between the pages fail it), and the API pages hold the docstrings.
+"""The pages in docs/ promise what the code does, and the site builds from them.
+
+Each table that names code is checked against it: the bad-input table names tests
+that exist, the flag table lists every `train.py` option with its default. And
+`mkdocs build --strict` passes (broken links and anchors between the pages fail it),
+with the docstrings on the API pages.
 """
 
+import ast
 import os
+import re
 import subprocess
 import sys
 
 import pytest
 
+from keras_audio_cnn import backbones, config
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def page(name):
+    with open(os.path.join(ROOT, "docs", name), encoding="utf-8") as f:
+        return f.read()
+
+
+def section(name, title):
+    """The text of the `## title` section of docs/`name`, up to the next `## `."""
+    return page(name).split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def defined_names(path):
+    with open(os.path.join(ROOT, path)) as f:
+        tree = ast.parse(f.read())
+    return {node.name for node in ast.walk(tree)
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
+
+
+def test_every_row_of_the_bad_input_table_names_tests_that_exist():
+    rows = [line for line in section("failures.md", "Bad input and failures").splitlines()
+            if line.startswith("| ") and not line.startswith("| **") and "---" not in line]
+    rows = rows[1:]  # the header
+    assert len(rows) >= 30
+    for row in rows:
+        cell = row.rstrip(" |").rsplit(" | ", 1)[1]
+        references = re.findall(r"`([\w/.]+\.py)((?:::\w+)*)`", cell)
+        assert references, row
+        for path, names in references:
+            assert os.path.isfile(os.path.join(ROOT, path)), (path, row)
+            for name in filter(None, names.split("::")):
+                assert name in defined_names(path), (path, name)
+
+
+def test_the_flag_table_lists_every_flag_with_its_default():
+    """A default that depends on the backbone's family reads `imagenet's (PANNs: panns')`."""
+    table = section("training.md", "Flags of `train.py`").strip().split("\n\n", 1)[0]
+    documented = {}
+    for line in table.splitlines()[2:]:
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        names = re.findall(r"`--(\w+)`", cells[0])
+        defaults = cells[1].split(", ") if len(names) > 1 and cells[1] else [cells[1]] * len(names)
+        documented.update(zip(names, defaults))
+    imagenet = config.TrainConfig().to_flags()
+    panns = config.TrainConfig().replace(backbone="panns_cnn14").to_flags()
+    assert set(documented) == set(imagenet)
+    for name, value in imagenet.items():
+        if not isinstance(value, (bool, int, float, str)):  # None, a list
+            continue
+        text, _, family = documented[name].partition(" (PANNs: ")
+        assert bool(family) == (name in backbones.RECIPE_OPTIONS), name
+        pairs = [(text, value)] + ([(family.rstrip(")"), panns[name])] if family else [])
+        for shown, expected in pairs:
+            shown = shown.strip(" `")
+            wanted = str(expected).lower() if isinstance(expected, bool) else str(expected)
+            assert shown == wanted or float(shown) == expected, (name, shown, expected)
 
 
 def test_the_site_builds_strictly(tmp_path):
