@@ -1,14 +1,15 @@
 """The pages in docs/ promise what the code does, and the site builds from them.
 
 Each table that names code is checked against it: the bad-input table names tests
-that exist, the flag table lists every `train.py` option with its default. And
-`mkdocs build --strict` passes (broken links and anchors between the pages fail it),
-with the docstrings on the API pages.
+that exist, the flag table lists every `train.py` option with its default. No tracked
+file holds a path of a developer's machine, and `mkdocs build --strict` passes
+(broken links and anchors between the pages fail it).
 """
 
 import ast
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -73,6 +74,45 @@ def test_the_flag_table_lists_every_flag_with_its_default():
             shown = shown.strip(" `")
             wanted = str(expected).lower() if isinstance(expected, bool) else str(expected)
             assert shown == wanted or float(shown) == expected, (name, shown, expected)
+
+
+# An absolute path under a directory that holds checkouts, homes or mounts on some
+# machine (a Windows home too); `runs/benchmarks/work/` is relative, so a path
+# character before the slash rules a match out.
+MACHINE_PATH = re.compile(
+    rb"(?<![\w.~$/-])/(?:work|tmp|root|home|Users|mnt)/|[A-Za-z]:\\\\?Users\\\\?")
+
+
+def tracked_files():
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed, so the tracked files are unknown")
+    result = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True)
+    if result.returncode != 0:
+        pytest.skip(f"not a git checkout: {result.stderr.decode(errors='replace').strip()}")
+    return [name for name in result.stdout.decode().split("\0") if name]
+
+
+def test_no_tracked_file_holds_a_path_of_a_developers_machine():
+    found = []
+    for name in tracked_files():
+        path = os.path.join(ROOT, name)
+        if not os.path.isfile(path):  # deleted in the work tree, not yet committed
+            continue
+        with open(path, "rb") as f:
+            for number, line in enumerate(f, 1):
+                if MACHINE_PATH.search(line):
+                    found.append(f"{name}:{number}: {line.decode(errors='replace').strip()[:120]}")
+    assert not found, "\n".join(found)
+
+
+def test_the_machine_path_pattern_finds_what_it_should():
+    # Made from parts, or this file would hold what it looks for.
+    for text in ["--torch_python=/" + "home/me/.venv/bin/python", "see /" + "tmp/x.log",
+                 "(/" + "work/checkout/runs)", "C:\\" + "Users\\me"]:
+        assert MACHINE_PATH.search(text.encode()), text
+    for text in ["runs/benchmarks/work/logs/", "~/tensorflow_datasets", "/proc/cpuinfo",
+                 "$KERAS_HOME/models/", "/path/to/weights.h5"]:
+        assert not MACHINE_PATH.search(text.encode()), text
 
 
 def test_the_site_builds_strictly(tmp_path):
