@@ -7,7 +7,7 @@
     python export.py --pretrained=panns_cnn14 --format=saved_model --output=audioset_tagger
 
 The SavedModel's signatures (serve, serve_recording, serve_wav, metadata) are
-described in keras_audio_cnn/export.py and README.md.
+described in keras_audio_cnn/export.py and docs/using_a_model.md.
 """
 
 import os

@@ -349,7 +349,7 @@ def main(argv):
     if load and load[0] > 0.25 * len(os.sched_getaffinity(0)):
         log(f"WARNING: load average {load} before the run on {len(os.sched_getaffinity(0))} "
             "cores: other jobs are running, and the figures will be figures under load "
-            "(PyTorch's OpenMP threads suffer most: see README.md, Speed)")
+            "(PyTorch's OpenMP threads suffer most: see docs/speed.md, PyTorch under load)")
     lengths = ", ".join(f"{seconds[name]:g} s ({name})" for name in only
                         if name in preset["seconds"])
     log(f"preset {FLAGS.preset}: {', '.join(only)}; {FLAGS.trials} interleaved trials per "

@@ -11,7 +11,7 @@ import warnings
 
 # oneDNN kernels for TensorFlow's CPU ops. TensorFlow turns them on by itself only
 # on CPUs with AVX-512 and newer; on an AVX2 CPU they made a DenseNet201 training
-# step several times faster (see the train-step benchmark in README.md). This
+# step several times faster (see docs/speed.md). This
 # takes effect only if TensorFlow is imported after this package, as train.py and
 # evaluate.py do; TF_ENABLE_ONEDNN_OPTS=0 in the environment turns them off.
 if "tensorflow" in sys.modules and "TF_ENABLE_ONEDNN_OPTS" not in os.environ:
