@@ -10,8 +10,8 @@ import sys
 import warnings
 
 # oneDNN kernels for TensorFlow's CPU ops. TensorFlow turns them on by itself only
-# on CPUs with AVX-512 and newer; on an AVX2 CPU they made a DenseNet201 training
-# step several times faster (see docs/speed.md). This
+# on CPUs with AVX-512 and newer; this package turns them on for AVX2 CPUs too (what
+# they are worth there is not measured on its own; docs/speed.md has the AVX2 rows). This
 # takes effect only if TensorFlow is imported after this package, as train.py and
 # evaluate.py do; TF_ENABLE_ONEDNN_OPTS=0 in the environment turns them off.
 if "tensorflow" in sys.modules and "TF_ENABLE_ONEDNN_OPTS" not in os.environ:
