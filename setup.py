@@ -5,6 +5,7 @@ import setuptools
 # The site is tested with MkDocs 1.6; a new major version may change its configuration.
 # mkdocstrings' Python handler reads the docstrings from the source, importing nothing.
 DOCS = ["mkdocs>=1.6,<2", "mkdocs-material", "mkdocstrings[python]"]
+_MEDIAPIPE = "mediapipe>=1.2.3; sys_platform != 'darwin' or platform_machine == 'arm64'"
 
 setuptools.setup(
     name="keras_audio_cnn",
@@ -45,14 +46,16 @@ setuptools.setup(
         # dill: tfds.testing imports it; pydub: TFDS catalog audio datasets (tests use
         # spoken_digit) encode their WAV files with it; ray: tests/test_ray.py.
         # ai-edge-litert, tf2onnx, onnxruntime: the .tflite and ONNX exports run in tests;
-        # hypothesis: tests/test_properties.py.
+        # hypothesis: tests/test_properties.py. mediapipe: its AudioClassifier runs the .tflite
+        # export (tests/test_mediapipe.py); 1.2.3 needs no protobuf, so TensorFlow's stays,
+        # and has no wheel for Intel macOS.
         # torch, panns-inference, torchlibrosa: the PANNs port is compared with the authors'
         # own model code (tests/test_panns.py). torch is pinned to the CPU build this
         # project's machines hold; a range would make pip fetch a several-GB CUDA build.
         # The docs extra too: tests/test_docs.py builds the site with mkdocs --strict.
         "test": ["pytest", "pytest-xdist", "hypothesis", "dill", "pydub", "ray>=2.9",
                  "ai-edge-litert", "tf2onnx", "onnxruntime", "torch==2.13.0",
-                 "panns-inference==0.1.1", "torchlibrosa==0.1.0", *DOCS],
+                 "panns-inference==0.1.1", "torchlibrosa==0.1.0", _MEDIAPIPE, *DOCS],
         # The documentation site (mkdocs.yml over docs/): mkdocs serve, mkdocs build.
         "docs": DOCS,
         "gpu": ["tensorflow[and-cuda]>=2.20"],
@@ -65,6 +68,9 @@ setuptools.setup(
         # (1.17 installs beside TensorFlow 2.21 without changing its protobuf).
         "litert": ["ai-edge-litert"],
         "onnx": ["tf2onnx", "onnxruntime"],
+        # MediaPipe's AudioClassifier classifying with a --format=tflite file (its LiteRT
+        # metadata is written without MediaPipe).
+        "mediapipe": [_MEDIAPIPE],
         # python -m benchmarks: the paper's PyTorch pipeline as the baseline sides
         # (benchmarks/torch_sides.py). Exact pins: a range admitting a newer torch makes
         # pip download a several-GB CUDA build. torch 2.14.1 needs setuptools >= 77.

@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_audio_cnn import datasets, model as model_lib, portable_frontend, rundir
+from keras_audio_cnn import litert_metadata  # what MediaPipe's AudioClassifier reads
 from keras_audio_cnn.errors import PredictionError
 
 QUANTIZATIONS = ("none", "dynamic", "int8")
@@ -127,6 +128,9 @@ def write(ensemble, path, output_format, quantize="none", evaluate=True, log=pri
     if output_format == "tflite":
         content = portable_frontend.to_tflite(model, quantize=quantize,
                                               representative=representative)
+        content = litert_metadata.with_metadata(content, ensemble.class_names,
+                                                ensemble.sample_rate,
+                                                activation=ensemble.activation)
     else:
         content = portable_frontend.to_onnx(model).SerializeToString()
     description = {
